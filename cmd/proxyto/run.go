@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/proxyto/proxyto/engine"
+	"github.com/proxyto/proxyto/observability"
+)
+
+// runCmd holds every flag of the gateway. Defaults are the engine's; see
+// engine.Config for what each one bounds.
+type runCmd struct {
+	Listen  string `default:":8080" help:"Client listener address (plain TCP)."`
+	Admin   string `default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
+	Loops   int    `default:"0" help:"Event loops; 0 means one per CPU."`
+	Default string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
+
+	DialTimeout           time.Duration `default:"10s" help:"Upstream dial timeout (DNS plus TCP connect)."`
+	ResponseHeaderTimeout time.Duration `default:"30s" help:"How long to wait for the upstream's response head."`
+	ClientHeaderTimeout   time.Duration `default:"10s" help:"How long a client may take to send a request head."`
+	IdleTimeout           time.Duration `default:"60s" help:"Close kept-alive client connections idle this long."`
+	TunnelIdleTimeout     time.Duration `default:"5m" help:"Close tunnels in which no byte moved this long."`
+	DrainTimeout          time.Duration `default:"30s" help:"On SIGTERM/SIGINT, how long in-flight requests and tunnels get to finish."`
+	MaxHeaderBytes        int           `default:"65536" help:"Largest request head accepted (431 above)."`
+
+	PoolIdleTimeout   time.Duration `default:"90s" help:"Close pooled upstream connections idle this long."`
+	PoolMaxIdlePerKey int           `default:"16" help:"Idle pooled connections kept per (upstream, credentials); negative disables pooling."`
+
+	MaxConns      int     `default:"0" help:"Concurrent client connections overall; 0 means no cap."`
+	MaxConnsPerIP int     `name:"max-conns-per-ip" default:"0" help:"Concurrent client connections per client IP; 0 means no cap."`
+	RatePerIP     float64 `name:"rate-per-ip" default:"0" help:"Requests per second per client IP; 0 means no limit."`
+	RateBurst     int     `default:"0" help:"Burst for --rate-per-ip; 0 means max(1, rate)."`
+
+	DialWorkers    int `default:"512" help:"Concurrent upstream dials (run off the event loops)."`
+	RelayHighWater int `default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
+	RelayLowWater  int `default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
+
+	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeatable)." sep:","`
+	AuthHtpasswd   string   `help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
+	Allow          []string `help:"Upstreams allowed (CIDR or host name; repeatable). Empty allows all not denied." sep:","`
+	Deny           []string `help:"Upstreams refused (CIDR or host name; repeatable)." sep:","`
+	AllowLinkLocal bool     `help:"Allow upstreams on link-local and cloud-metadata addresses."`
+
+	InsecureUpstreamTLS bool   `name:"insecure-upstream-tls" help:"Do not verify https upstream certificates."`
+	UpstreamCA          string `name:"upstream-ca" help:"PEM file of extra CA certificates for https upstreams." type:"existingfile"`
+
+	LogFormat       string  `default:"json" enum:"json,console" help:"Log format: json or console."`
+	LogLevel        string  `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
+	AccessLog       bool    `default:"true" negatable:"" help:"Write one access line per request or tunnel."`
+	AccessLogSample float64 `default:"1" help:"Fraction (0..1] of access lines written, for very high rates."`
+	Pprof           bool    `help:"Serve /debug/pprof/ on the admin listener."`
+}
+
+func (r *runCmd) Run(kctx *kong.Context) error {
+	obs, err := observability.New(observability.Options{
+		LogFormat:       r.LogFormat,
+		LogLevel:        r.LogLevel,
+		AccessLog:       r.AccessLog,
+		AccessLogSample: r.AccessLogSample,
+		Version:         version,
+	})
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+
+	cfg := engine.Config{
+		Listen:                r.Listen,
+		Loops:                 r.Loops,
+		DialTimeout:           r.DialTimeout,
+		ResponseHeaderTimeout: r.ResponseHeaderTimeout,
+		ClientHeaderTimeout:   r.ClientHeaderTimeout,
+		IdleTimeout:           r.IdleTimeout,
+		TunnelIdleTimeout:     r.TunnelIdleTimeout,
+		DrainTimeout:          r.DrainTimeout,
+		MaxHeaderBytes:        r.MaxHeaderBytes,
+		DefaultUpstream:       r.Default,
+		DialWorkers:           r.DialWorkers,
+		RelayHighWater:        r.RelayHighWater,
+		RelayLowWater:         r.RelayLowWater,
+		PoolIdleTimeout:       r.PoolIdleTimeout,
+		PoolMaxIdlePerKey:     r.PoolMaxIdlePerKey,
+		MaxConns:              r.MaxConns,
+		MaxConnsPerIP:         r.MaxConnsPerIP,
+		RatePerIP:             r.RatePerIP,
+		RateBurst:             r.RateBurst,
+		AllowLinkLocal:        r.AllowLinkLocal,
+		InsecureUpstreamTLS:   r.InsecureUpstreamTLS,
+		UpstreamCAFile:        r.UpstreamCA,
+		Observer:              obs.Observer(),
+	}
+	if r.Admin != "" {
+		cfg.SelfAddrs = append(cfg.SelfAddrs, r.Admin)
+	}
+	if cfg.Auth, err = buildAuth(r.AuthUsers, r.AuthHtpasswd); err != nil {
+		return err
+	}
+	if cfg.UpstreamCheck, err = buildUpstreamCheck(r.Allow, r.Deny); err != nil {
+		return err
+	}
+
+	eng, err := engine.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := eng.Start(); err != nil {
+		return err
+	}
+	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("admin", r.Admin), observability.Str("version", version))
+
+	if r.Admin != "" {
+		if err := obs.ServeAdmin(r.Admin, eng.Ready, r.Pprof); err != nil {
+			_ = eng.Shutdown(context.Background())
+			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		obs.Logger().Info("draining", observability.Str("signal", s.String()), observability.Dur("drain_timeout", r.DrainTimeout))
+	case err := <-eng.Done():
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.DrainTimeout)
+	defer cancel()
+	go func() {
+		// A second signal ends the drain at once.
+		<-sig
+		obs.Logger().Warn("second signal: exiting without waiting")
+		cancel()
+	}()
+	if err := eng.Shutdown(ctx); err != nil {
+		obs.Logger().Warn("drain ended early", observability.Err(err))
+	}
+	obs.Logger().Info("stopped")
+	return nil
+}

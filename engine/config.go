@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is everything the engine needs to run. cmd/proxyto fills it from flags;
+// tests fill it directly. The zero value of each field means the documented
+// default (see Defaults).
+type Config struct {
+	// Listen is the client listener address, "host:port". Default ":8080".
+	Listen string
+	// Loops is the number of gnet event loops. Default: the number of CPUs.
+	Loops int
+
+	// DialTimeout bounds DNS plus TCP connect to an upstream. Default 10s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the upstream's response head
+	// after the request (or CONNECT) was sent. Default 30s.
+	ResponseHeaderTimeout time.Duration
+	// ClientHeaderTimeout bounds the wait for a client's complete request head,
+	// counted from the first byte of that head. Default 10s.
+	ClientHeaderTimeout time.Duration
+	// IdleTimeout closes a kept-alive client connection that sends nothing
+	// between requests. Default 60s.
+	IdleTimeout time.Duration
+	// TunnelIdleTimeout closes a tunnel in which no byte moved either way.
+	// Default 5m.
+	TunnelIdleTimeout time.Duration
+	// DrainTimeout is how long in-flight work gets after Shutdown. Default 30s.
+	DrainTimeout time.Duration
+	// MaxHeaderBytes caps a request head (request line plus headers); a larger
+	// one is answered 431. Default 64 KiB.
+	MaxHeaderBytes int
+
+	// DefaultUpstream is used when a request has no X-Proxy-To. Empty: such a
+	// request is answered 400.
+	DefaultUpstream string
+
+	// DialWorkers bounds the goroutines that dial upstreams (DNS and connect run
+	// off the event loops). Default 512.
+	DialWorkers int
+	// RelayHighWater pauses reading a side whose peer has this many bytes queued
+	// for writing. Default 256 KiB.
+	RelayHighWater int
+	// RelayLowWater resumes a paused side once its peer's queue fell to this.
+	// Default 64 KiB.
+	RelayLowWater int
+
+	// PoolIdleTimeout closes a pooled upstream connection unused this long.
+	// Default 90s.
+	PoolIdleTimeout time.Duration
+	// PoolMaxIdlePerKey caps idle pooled connections per (upstream, credentials).
+	// Default 16; negative disables pooling.
+	PoolMaxIdlePerKey int
+
+	// MaxConns caps concurrent client connections; 0 means no cap.
+	MaxConns int
+	// MaxConnsPerIP caps concurrent client connections per client IP; 0 means no cap.
+	MaxConnsPerIP int
+	// RatePerIP limits new requests per second per client IP; 0 means no limit.
+	RatePerIP float64
+	// RateBurst is the token-bucket burst for RatePerIP. Default max(1, RatePerIP).
+	RateBurst int
+
+	// Auth checks clients' Proxy-Authorization; nil disables client
+	// authentication.
+	Auth Authenticator
+	// AuthRealm names the realm in the 407 challenge. Default "proxyto".
+	AuthRealm string
+
+	// UpstreamCheck decides whether an upstream may be dialed, given its host
+	// (as written) and the address it resolved to. nil allows all but the
+	// built-in refusals (link-local, metadata, proxyto's own listeners).
+	UpstreamCheck func(host string, addr netip.Addr) error
+	// AllowLinkLocal lets upstreams on link-local and cloud-metadata addresses
+	// through. Default false.
+	AllowLinkLocal bool
+
+	// InsecureUpstreamTLS skips certificate verification for https upstreams.
+	InsecureUpstreamTLS bool
+	// UpstreamCAFile adds PEM CA certificates to verify https upstreams against.
+	UpstreamCAFile string
+
+	// SelfAddrs are proxyto's other listeners (the admin address): an
+	// X-Proxy-To naming one of them, or Listen, is refused as a loop (508).
+	SelfAddrs []string
+
+	// Observer receives events for logs and metrics. nil: nothing is observed.
+	Observer Observer
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	d := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	i := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	d(&c.DialTimeout, 10*time.Second)
+	d(&c.ResponseHeaderTimeout, 30*time.Second)
+	d(&c.ClientHeaderTimeout, 10*time.Second)
+	d(&c.IdleTimeout, 60*time.Second)
+	d(&c.TunnelIdleTimeout, 5*time.Minute)
+	d(&c.DrainTimeout, 30*time.Second)
+	d(&c.PoolIdleTimeout, 90*time.Second)
+	i(&c.MaxHeaderBytes, 64<<10)
+	i(&c.DialWorkers, 512)
+	i(&c.RelayHighWater, 256<<10)
+	i(&c.RelayLowWater, 64<<10)
+	i(&c.PoolMaxIdlePerKey, 16)
+	if c.RateBurst == 0 {
+		c.RateBurst = int(c.RatePerIP)
+		if c.RateBurst < 1 {
+			c.RateBurst = 1
+		}
+	}
+	if c.AuthRealm == "" {
+		c.AuthRealm = "proxyto"
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	return c
+}
+
+// Authenticator checks a client's Proxy-Authorization header value (the whole
+// value, e.g. "Basic dTpw"). Implementations must be safe for concurrent use.
+type Authenticator interface {
+	// Cached returns a verdict without blocking when one is at hand (a user
+	// list compared in constant time, or a remembered bcrypt result); known is
+	// false when only Verify can tell. It runs on an event loop.
+	Cached(value []byte) (ok, known bool)
+	// Verify returns the verdict, and may block (bcrypt). It runs off the
+	// event loops.
+	Verify(value []byte) bool
+}

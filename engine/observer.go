@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/proxyto/proxyto/proxystatus"
+)
+
+// Kind says what one access record describes.
+type Kind uint8
+
+// The kinds of exchange proxyto carries.
+const (
+	KindHTTP    Kind = iota // a forwarded plain-HTTP request
+	KindConnect             // a CONNECT tunnel
+	KindUpgrade             // a request that became a byte relay after 101
+	NumKinds
+)
+
+// String names the kind for logs and metric labels.
+func (k Kind) String() string {
+	switch k {
+	case KindConnect:
+		return "connect"
+	case KindUpgrade:
+		return "upgrade"
+	}
+	return "http"
+}
+
+// LimitReason says which limit refused a client.
+type LimitReason uint8
+
+// The limits that can refuse a client.
+const (
+	LimitConns      LimitReason = iota // MaxConns reached
+	LimitConnsPerIP                    // MaxConnsPerIP reached
+	LimitRate                          // RatePerIP exceeded
+	LimitDraining                      // the process is draining
+	NumLimitReasons
+)
+
+// String names the reason for metric labels.
+func (r LimitReason) String() string {
+	switch r {
+	case LimitConns:
+		return "conns"
+	case LimitConnsPerIP:
+		return "conns_per_ip"
+	case LimitRate:
+		return "rate"
+	}
+	return "draining"
+}
+
+// Record is one access-log line: a forwarded request or a finished tunnel.
+// The slices alias engine buffers and are valid only during Observer.Done; an
+// observer that keeps anything must copy it. Nothing in it holds a credential.
+type Record struct {
+	Kind     Kind
+	Client   netip.AddrPort
+	Method   []byte
+	Target   []byte // CONNECT authority or absolute URL, as the client sent it
+	Upstream []byte // upstream proxy host:port, never its credentials
+	Status   int    // status sent to the client; 0 if none was sent
+	BytesIn  int64  // bytes from client to upstream, heads included
+	BytesOut int64  // bytes from upstream to client, heads included
+	Start    time.Time
+	Duration time.Duration
+	Error    proxystatus.Type
+	Detail   string // one line, credential-free; empty on success
+}
+
+// Observer receives what the engine does, for logs and metrics. Methods are
+// called on event loops, concurrently from several loops, so they must be
+// safe for concurrent use, cheap and non-blocking.
+type Observer interface {
+	// ClientOpened and ClientClosed bracket every accepted client connection.
+	ClientOpened()
+	ClientClosed()
+	// TunnelOpened and TunnelClosed bracket every established byte relay
+	// (CONNECT or Upgrade).
+	TunnelOpened()
+	TunnelClosed()
+	// UpstreamDialed reports one dial (DNS plus TCP connect) and its outcome.
+	UpstreamDialed(d time.Duration, t proxystatus.Type)
+	// UpstreamHandshake reports the time from the first byte sent to an
+	// upstream to its response head (CONNECT reply, SOCKS reply or HTTP head).
+	UpstreamHandshake(d time.Duration, t proxystatus.Type)
+	// PoolUsed reports whether a plain-HTTP request found a pooled connection.
+	PoolUsed(hit bool)
+	// LimitRejected reports a client refused by a limit.
+	LimitRejected(r LimitReason)
+	// Relayed reports bytes moved in a tunnel or body, as they move:
+	// up is client→upstream, down is upstream→client.
+	Relayed(up, down int)
+	// Done reports one finished request or tunnel.
+	Done(r *Record)
+}
+
+// nopObserver is the Observer used when Config.Observer is nil.
+type nopObserver struct{}
+
+func (nopObserver) ClientOpened()                                     {}
+func (nopObserver) ClientClosed()                                     {}
+func (nopObserver) TunnelOpened()                                     {}
+func (nopObserver) TunnelClosed()                                     {}
+func (nopObserver) UpstreamDialed(time.Duration, proxystatus.Type)    {}
+func (nopObserver) UpstreamHandshake(time.Duration, proxystatus.Type) {}
+func (nopObserver) PoolUsed(bool)                                     {}
+func (nopObserver) LimitRejected(LimitReason)                         {}
+func (nopObserver) Relayed(int, int)                                  {}
+func (nopObserver) Done(*Record)                                      {}
