@@ -332,7 +332,9 @@ func StartSourceOrigin(t testing.TB, n int64) *RawOrigin {
 }
 
 // ReplyAfterEOF formats the reply of StartReplyAfterEOFOrigin.
-func ReplyAfterEOF(n int64, sha string) string { return fmt.Sprintf("got %d bytes sha256 %s\n", n, sha) }
+func ReplyAfterEOF(n int64, sha string) string {
+	return fmt.Sprintf("got %d bytes sha256 %s\n", n, sha)
+}
 
 // StartReplyAfterEOFOrigin reads until the client's FIN, then writes
 // ReplyAfterEOF(count, sha256) and closes. It also reports a Result.
