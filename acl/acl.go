@@ -118,7 +118,7 @@ func (r *rules) add(list string, entries []string) error {
 		e := strings.TrimSpace(raw)
 		if err := r.addOne(e); err != nil {
 			shown := fmt.Sprintf(" %q", e)
-			if strings.ContainsAny(e, "@") {
+			if strings.Contains(e, "@") {
 				shown = "" // "user:pass@host" was probably meant; don't echo it
 			}
 			return fmt.Errorf("%w: %s entry %d%s: %s", ErrInvalidEntry, list, i+1, shown, err)
@@ -132,6 +132,8 @@ func (r *rules) addOne(e string) error {
 	switch {
 	case e == "":
 		return errors.New("empty")
+	case strings.Contains(e, "@"):
+		return errors.New("user info (user:password@) is not allowed; give a host name, IP or CIDR")
 	case strings.Contains(e, "/"):
 		p, err := netip.ParsePrefix(e)
 		if err != nil {
