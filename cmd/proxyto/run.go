@@ -102,7 +102,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 	if cfg.Auth, err = buildAuth(r.AuthUsers, r.AuthHtpasswd); err != nil {
 		return err
 	}
-	if cfg.UpstreamCheck, err = buildUpstreamCheck(r.Allow, r.Deny); err != nil {
+	if cfg.UpstreamCheck, err = buildUpstreamCheck(r.Allow, r.Deny, r.AllowLinkLocal); err != nil {
 		return err
 	}
 

@@ -3,16 +3,36 @@ package main
 import (
 	"net/netip"
 
+	"github.com/proxyto/proxyto/acl"
+	"github.com/proxyto/proxyto/auth"
 	"github.com/proxyto/proxyto/engine"
 )
 
-// buildAuth returns the client authenticator for the flags, or nil when no
-// client authentication is configured. PROVISIONAL.
+// The auth package's Basic is the engine's Authenticator.
+var _ engine.Authenticator = (*auth.Basic)(nil)
+
+// buildAuth returns the client authenticator for --auth-users and
+// --auth-htpasswd (either or both), or nil when neither is given. Errors name
+// the bad entry or htpasswd line, never a password or hash.
 func buildAuth(users []string, htpasswd string) (engine.Authenticator, error) {
-	return nil, nil
+	if len(users) == 0 && htpasswd == "" {
+		return nil, nil // a nil *auth.Basic would be a non-nil interface
+	}
+	a, err := auth.New(auth.Options{Users: users, HtpasswdFile: htpasswd})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-// buildUpstreamCheck returns the allow/deny check for the flags. PROVISIONAL.
-func buildUpstreamCheck(allow, deny []string) (func(string, netip.Addr) error, error) {
-	return nil, nil
+// buildUpstreamCheck returns the upstream check for --allow, --deny and
+// --allow-link-local. It is never nil: with no lists it still refuses
+// link-local, metadata, unspecified and multicast addresses unless
+// allowLinkLocal lifts the first two.
+func buildUpstreamCheck(allow, deny []string, allowLinkLocal bool) (func(string, netip.Addr) error, error) {
+	l, err := acl.New(allow, deny, acl.Options{AllowLinkLocal: allowLinkLocal})
+	if err != nil {
+		return nil, err
+	}
+	return l.Check, nil
 }
