@@ -87,6 +87,9 @@ type Config struct {
 	// X-Proxy-To naming one of them, or Listen, is refused as a loop (508).
 	SelfAddrs []string
 
+	// Logf receives rare operational messages (gnet warnings). nil discards.
+	Logf func(format string, args ...any)
+
 	// Observer receives events for logs and metrics. nil: nothing is observed.
 	Observer Observer
 }

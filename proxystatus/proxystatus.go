@@ -31,7 +31,7 @@ const (
 	TLSCertificateError                 // the https upstream's certificate did not verify
 	ProxyLoopDetected                   // the request would loop back into proxyto
 	ProxyInternalResponse               // proxyto is draining for shutdown
-	HTTPResponseError                   // the upstream's response head was malformed
+	HTTPResponseError                   // the upstream's response was malformed (http_protocol_error)
 	ProxyInternalError                  // a bug or resource failure inside proxyto
 	numTypes
 )
@@ -62,7 +62,7 @@ var table = [numTypes]row{
 	TLSCertificateError:     {"tls_certificate_error", 502},
 	ProxyLoopDetected:       {"proxy_loop_detected", 508},
 	ProxyInternalResponse:   {"proxy_internal_response", 503},
-	HTTPResponseError:       {"http_response_incomplete", 502},
+	HTTPResponseError:       {"http_protocol_error", 502},
 	ProxyInternalError:      {"proxy_internal_error", 500},
 }
 

@@ -1,0 +1,173 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/proxyto/proxyto/proxystatus"
+)
+
+// Dialer opens transport connections to upstream proxies. Its zero value
+// dials with a 10s timeout and the system resolver, refusing link-local and
+// metadata addresses. It is safe for concurrent use; Dial blocks and must not
+// run on an event loop.
+type Dialer struct {
+	// Timeout bounds DNS plus TCP connect (and the TLS handshake for https
+	// upstreams). Default 10s.
+	Timeout time.Duration
+	// Resolver resolves upstream names. nil: net.DefaultResolver.
+	Resolver *net.Resolver
+	// Check refuses upstreams by allow/deny rules given the host as written
+	// and each resolved address; its error should be a *proxystatus.Error.
+	// nil allows all.
+	Check func(host string, addr netip.Addr) error
+	// IsSelf reports whether addr is one of proxyto's own listeners (a loop).
+	// nil: no loop detection.
+	IsSelf func(addr netip.AddrPort) bool
+	// AllowLinkLocal lets link-local and cloud-metadata addresses through.
+	AllowLinkLocal bool
+	// TLS is the client configuration for https upstreams; ServerName is
+	// set per dial. nil: a default configuration verifying certificates.
+	TLS *tls.Config
+}
+
+// Target names an upstream proxy endpoint. Host has no brackets.
+type Target struct {
+	Host string
+	Port uint16
+	TLS  bool // https upstream: handshake TLS and bridge it
+}
+
+// Dial resolves and connects to t, returning a connection gnet can enroll
+// (a *net.TCPConn, or for TLS a *net.UnixConn bridged to the TLS session).
+func (d *Dialer) Dial(ctx context.Context, t Target) (net.Conn, error) {
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	addrs, err := d.resolve(ctx, t.Host)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	nd := net.Dialer{KeepAlive: 15 * time.Second}
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, t.Port)
+		if err := d.allowed(t.Host, ap); err != nil {
+			lastErr = err
+			continue
+		}
+		c, err := nd.DialContext(ctx, "tcp", ap.String())
+		if err != nil {
+			lastErr = Classify(err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if !t.TLS {
+			return c, nil
+		}
+		return d.tlsBridge(ctx, c, t.Host)
+	}
+	if lastErr == nil {
+		lastErr = proxystatus.New(proxystatus.DNSError, "upstream name has no usable address")
+	}
+	return nil, lastErr
+}
+
+// Resolve returns the addresses of host (an IP literal is returned as is).
+// The engine uses it for socks5 targets, which proxyto resolves itself.
+func (d *Dialer) Resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return d.resolve(ctx, host)
+}
+
+func (d *Dialer) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	r := d.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsTimeout {
+			return nil, proxystatus.New(proxystatus.DNSError, "upstream name lookup timed out")
+		}
+		if ctx.Err() != nil {
+			return nil, proxystatus.New(proxystatus.DNSError, "upstream name lookup timed out")
+		}
+		return nil, proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	if len(addrs) == 0 {
+		return nil, proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+	}
+	return addrs, nil
+}
+
+// allowed applies the built-in refusals, the loop check and the rules.
+func (d *Dialer) allowed(host string, ap netip.AddrPort) error {
+	a := ap.Addr()
+	if !d.AllowLinkLocal && IsLinkLocalOrMetadata(a) {
+		return proxystatus.New(proxystatus.DestinationIPProhibited, "upstream address is link-local or cloud metadata")
+	}
+	if d.IsSelf != nil && d.IsSelf(ap) {
+		return proxystatus.New(proxystatus.ProxyLoopDetected, "upstream is proxyto itself")
+	}
+	if d.Check != nil {
+		if err := d.Check(host, a); err != nil {
+			var pe *proxystatus.Error
+			if errors.As(err, &pe) {
+				return pe
+			}
+			return proxystatus.New(proxystatus.DestinationIPProhibited, "upstream refused by rule")
+		}
+	}
+	return nil
+}
+
+// metadata addresses of the common clouds, refused with link-local.
+var metadataAddrs = []netip.Addr{
+	netip.MustParseAddr("169.254.169.254"), // AWS, GCP, Azure, OpenStack
+	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
+	netip.MustParseAddr("fd00:ec2::254"),   // AWS IPv6
+}
+
+// IsLinkLocalOrMetadata reports whether a is link-local or a cloud metadata
+// address: upstreams proxyto refuses unless configured otherwise.
+func IsLinkLocalOrMetadata(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {
+		return true
+	}
+	for _, m := range metadataAddrs {
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+// HostPort joins host and port, bracketing IPv6 literals.
+func HostPort(host string, port uint16) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
