@@ -4,7 +4,7 @@
 //     caller's buffer into byte offsets ([Span]) without copying, returning
 //     [ErrNeedMore] until the head is complete, so the engine can
 //     Peek → Parse → Discard(n);
-//   - one hop-by-hop table ([isFixedHop]) and one function ([markHop]) decide
+//   - one hop-by-hop table (fixedHop) and one function (markHop) decide
 //     which header lines are re-emitted upstream by AppendEndToEnd;
 //   - [UpstreamList.Parse] reads the X-Proxy-To grammar (SPEC §2);
 //   - [ChunkScanner] finds where a chunked body ends while it streams through

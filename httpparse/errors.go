@@ -49,6 +49,10 @@ var (
 	// lines.
 	ErrTooManyHeaders = errors.New("proxyto: too many header lines")
 
+	// ErrTooManyConnectionOptions occurs when the Connection fields of a
+	// head list more than MaxConnectionOptions options.
+	ErrTooManyConnectionOptions = errors.New("proxyto: too many Connection options")
+
 	// ErrDuplicateHost occurs when a request has more than one Host field
 	// (RFC 9112 §3.2).
 	ErrDuplicateHost = errors.New("proxyto: more than one Host header")
@@ -67,13 +71,16 @@ var (
 	// shape that RFC 9112 §6.3 says ought to be handled as an error.
 	ErrLengthAndChunked = errors.New("proxyto: both Transfer-Encoding and Content-Length")
 
-	// ErrUnsupportedTransferEncoding occurs when a request's
-	// Transfer-Encoding does not end in exactly one "chunked" (e.g. "gzip" or
-	// "chunked, gzip" or "chunked, chunked"), when any message's does not
-	// name chunked exactly once with nothing after it (responses without a
-	// final chunked are read until close instead, RFC 9112 §6.3), or when
-	// an HTTP/1.0 message carries Transfer-Encoding at all (RFC 9112 §6.1:
-	// its framing is faulty).
+	// ErrUnsupportedTransferEncoding occurs when
+	//   - a request's Transfer-Encoding codings, over all its fields, do
+	//     not end in exactly one "chunked" ("gzip", "chunked, gzip",
+	//     "chunked, chunked" and an empty value are refused; "gzip, chunked"
+	//     is accepted; RFC 9112 §6.1 says answer 400);
+	//   - a response lists chunked twice or not last (a response whose
+	//     codings simply lack chunked is accepted and read until close,
+	//     RFC 9112 §6.3);
+	//   - an HTTP/1.0 message carries Transfer-Encoding at all (RFC 9112
+	//     §6.1: its framing is faulty).
 	ErrUnsupportedTransferEncoding = errors.New("proxyto: unsupported Transfer-Encoding")
 )
 

@@ -48,7 +48,8 @@ var requestSeeds = []string{
 //   - Transfer-Encoding together with Content-Length (ErrLengthAndChunked; net/http
 //     drops the Content-Length), Transfer-Encoding in HTTP/1.0 (net/http ignores it)
 //     (ErrUnsupportedTransferEncoding);
-//   - more than MaxHeaders field lines (ErrTooManyHeaders).
+//   - more than MaxHeaders field lines (ErrTooManyHeaders), more than
+//     MaxConnectionOptions Connection options (ErrTooManyConnectionOptions).
 //
 // Intended differences (proxyto lenient):
 //   - empty lines before the request line are skipped (RFC 9112 §2.2);
@@ -158,7 +159,7 @@ func intendedRequestReject(err error, req *http.Request, data []byte) bool {
 		return len(req.TransferEncoding) > 0 || req.ProtoMinor == 0
 	case ErrUnsupportedTransferEncoding:
 		return req.ProtoMinor == 0
-	case ErrTooManyHeaders:
+	case ErrTooManyHeaders, ErrTooManyConnectionOptions:
 		return true
 	}
 	return false
@@ -196,7 +197,7 @@ func compareHeaders(t *testing.T, buf []byte, hs []Header, h http.Header, ignore
 // sign, control bytes in the reason phrase, whitespace before a colon,
 // obs-fold, versions other than 1.0/1.1, Transfer-Encoding with
 // Content-Length, Transfer-Encoding in HTTP/1.0 or with chunked not last,
-// more than MaxHeaders lines. (proxyto lenient): Transfer-Encoding lists
+// more than MaxHeaders lines or MaxConnectionOptions options. (proxyto lenient): Transfer-Encoding lists
 // other than a single "chunked" (a non-chunked final coding is read until
 // close, RFC 9112 §6.3).
 func FuzzResponse(f *testing.F) {
@@ -233,7 +234,7 @@ func FuzzResponse(f *testing.F) {
 				for k := range resp.Header {
 					ok = ok || strings.ContainsAny(k, " \t")
 				}
-			case ErrObsFold, ErrTooManyHeaders, ErrLengthAndChunked:
+			case ErrObsFold, ErrTooManyHeaders, ErrTooManyConnectionOptions, ErrLengthAndChunked:
 				ok = true
 			case ErrUnsupportedTransferEncoding:
 				ok = resp.ProtoMinor == 0 || len(resp.TransferEncoding) > 0

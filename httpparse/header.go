@@ -275,14 +275,26 @@ func lookupKnown(name []byte) Known {
 	return KnownOther
 }
 
+// MaxConnectionOptions caps the non-empty options listed across a head's
+// Connection fields; one more is ErrTooManyConnectionOptions. Real clients
+// send one to three. The cap bounds markHop, which compares every option with
+// every field name, to MaxConnectionOptions*MaxHeaders comparisons.
+const MaxConnectionOptions = 32
+
 // connFlags are the Connection options proxyto acts on.
-type connFlags struct{ close, keepAlive, upgrade bool }
+type connFlags struct {
+	close, keepAlive, upgrade bool
+	options                   int // non-empty options seen
+}
 
 // add records the options of one Connection field value.
 func (f *connFlags) add(v []byte) {
 	for len(v) > 0 {
 		var tok []byte
 		tok, v = nextListElem(v)
+		if len(tok) > 0 {
+			f.options++
+		}
 		switch {
 		case equalFoldLower(tok, "close"):
 			f.close = true

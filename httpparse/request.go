@@ -212,6 +212,9 @@ func (r *Request) interpret(buf []byte) error {
 			}
 		}
 	}
+	if cf.options > MaxConnectionOptions {
+		return ErrTooManyConnectionOptions
+	}
 	r.Close, r.KeepAlive, r.Upgrade = cf.close, cf.keepAlive, cf.upgrade
 
 	r.ContentLength = fr.length

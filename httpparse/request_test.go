@@ -226,6 +226,22 @@ func TestRequestParseReject(t *testing.T) {
 	}
 }
 
+func TestRequestTooManyConnectionOptions(t *testing.T) {
+	var r Request
+	ok := "GET / HTTP/1.1|Connection: " + strings.Repeat("a, ", MaxConnectionOptions/2) + ",,|Connection: " + strings.Repeat("b,", MaxConnectionOptions/2) + "||"
+	if _, err := r.Parse(crlf(ok)); err != nil {
+		t.Fatalf("%d options: %v", MaxConnectionOptions, err)
+	}
+	bad := "GET / HTTP/1.1|Connection: " + strings.Repeat("a,", MaxConnectionOptions+1) + "||"
+	if _, err := r.Parse(crlf(bad)); err != ErrTooManyConnectionOptions {
+		t.Fatalf("%d options: %v", MaxConnectionOptions+1, err)
+	}
+	var resp Response
+	if _, err := resp.Parse(crlf("HTTP/1.1 200 OK|Connection: " + strings.Repeat("a,", MaxConnectionOptions+1) + "||")); err != ErrTooManyConnectionOptions {
+		t.Fatalf("response: %v", err)
+	}
+}
+
 func TestRequestTooManyHeaders(t *testing.T) {
 	head := "GET / HTTP/1.1|" + strings.Repeat("A: b|", MaxHeaders)
 	var r Request

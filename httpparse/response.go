@@ -123,6 +123,9 @@ func (r *Response) interpret(buf []byte) error {
 			cf.add(h.Value.Bytes(buf))
 		}
 	}
+	if cf.options > MaxConnectionOptions {
+		return ErrTooManyConnectionOptions
+	}
 	r.Close, r.KeepAlive, r.Upgrade = cf.close, cf.keepAlive, cf.upgrade
 	r.ContentLength = fr.length
 	if fr.hasTE {
