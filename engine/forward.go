@@ -1,21 +1,621 @@
 package engine
 
 import (
+	"errors"
+	"strconv"
+	"time"
+
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
+	"github.com/proxyto/proxyto/tunnel"
 )
 
-// Plain-HTTP forwarding (absolute-form and origin-form requests).
+// Plain-HTTP forwarding: one request at a time per client connection
+// (pipelined requests wait in the client's input, paused), its body streamed
+// upstream within its framing, the response head rewritten only by dropping
+// hop-by-hop fields, and the response body streamed back within its framing.
 
-func (s *session) beginForward(buf []byte, n int) {
-	s.fail(&proxystatus.Error{Type: proxystatus.HTTPRequestError, Status: 501, Detail: "plain HTTP forwarding is not built yet"})
+// bodyKind is how a message body is delimited.
+type bodyKind uint8
+
+const (
+	bodyNone    bodyKind = iota // no body
+	bodyLength                  // Content-Length bytes
+	bodyChunked                 // chunked coding, ends with the last chunk and trailers
+	bodyClose                   // until the upstream closes (responses only)
+)
+
+// fwdState is the per-exchange state of a forwarded request.
+type fwdState struct {
+	url      []byte // absolute-form target sent to http/https upstreams
+	path     []byte // origin-form target sent over SOCKS5
+	minor    uint8  // client's HTTP minor version, kept on the request line
+	addHost  bool   // the client sent no Host: add one (origin-form upstream requests need it)
+	isHead   bool
+	upgrade  bool
+	closeCli bool // close the client connection after this exchange
+
+	req      bodyKind
+	reqLeft  int64
+	reqChunk httpparse.ChunkScanner
+	reqDone  bool
+	reqSent  int64 // request body bytes sent upstream
+
+	respHead  bool // response head forwarded
+	resp      bodyKind
+	respLeft  int64
+	respChunk httpparse.ChunkScanner
+	respDone  bool
+	reusable  bool // the upstream connection may go back to the pool
+
+	pooled  bool // s.up came from the pool
+	retried bool
+	paused  [2]bool // tunnel.Client / tunnel.Upstream reads masked for backpressure
+	flush   bool    // closing the client once its queue drained
 }
 
-func (s *session) forwardClientTraffic()                                      { _, _ = s.client.Discard(-1) }
-func (s *session) forwardUpstreamTraffic()                                    { _, _ = s.up.Discard(-1) }
-func (s *session) forwardExpire(now int64)                                    { s.closeClient(); s.closeUpstream() }
-func (s *session) forwardClientClosed()                                       { s.closeUpstream() }
-func (s *session) forwardUpstreamClosed(err error)                            { s.closeClient() }
-func (s *session) appendForwardHead(dst []byte, u *httpparse.Upstream) []byte { return dst }
-func (s *session) afterForwardHeadSent()                                      {}
-func (s *session) forwardResponseHead()                                       {}
+// beginForward starts forwarding a plain-HTTP request.
+func (s *session) beginForward(buf []byte, n int) {
+	r, f := &s.req, &s.fwd
+	*f = fwdState{url: f.url[:0], path: f.path[:0], reqChunk: f.reqChunk, respChunk: f.respChunk}
+	f.reqChunk.Reset()
+	f.respChunk.Reset()
+	f.minor, f.isHead = r.Minor, r.Head
+	f.closeCli = r.WantsClose()
+	socks := s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5 || s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5H
+	switch r.Form {
+	case httpparse.FormAbsolute:
+		scheme := r.TargetScheme.Bytes(buf)
+		if !equalFold(scheme, "http") && (socks || !equalFold(scheme, "https")) {
+			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "only http:// targets can be forwarded; use CONNECT for TLS"))
+			return
+		}
+		s.fwdAuthority = append(s.fwdAuthority[:0], r.TargetAuthority.Bytes(buf)...)
+		f.url = append(f.url, r.Target.Bytes(buf)...)
+		f.path = append(f.path, r.TargetPath.Bytes(buf)...)
+		if len(f.path) == 0 {
+			f.path = append(f.path, '/')
+		} else if f.path[0] == '?' {
+			f.path = append(append(f.path[:0], '/'), r.TargetPath.Bytes(buf)...)
+		}
+		f.addHost = !r.HasHost
+	case httpparse.FormOrigin:
+		if !r.HasHost || r.Host.Len() == 0 {
+			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "origin-form request without Host"))
+			return
+		}
+		host := r.Host.Bytes(buf)
+		if _, _, _, ok := httpparse.SplitHostPort(host, 80); !ok {
+			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "invalid Host header"))
+			return
+		}
+		s.fwdAuthority = append(s.fwdAuthority[:0], host...)
+		f.url = append(append(append(f.url, "http://"...), host...), r.Target.Bytes(buf)...)
+		f.path = append(f.path, r.Target.Bytes(buf)...)
+		s.target = append(s.target[:0], f.url...)
+	default:
+		s.fail(proxystatus.New(proxystatus.HTTPRequestError, "request target must be an absolute URL or a path with Host"))
+		return
+	}
+	if r.Upgrade && r.UpgradeValue.Len() > 0 {
+		f.upgrade = true
+		s.kind = KindUpgrade
+	}
+	switch {
+	case r.Chunked:
+		f.req = bodyChunked
+	case r.ContentLength > 0:
+		f.req, f.reqLeft = bodyLength, r.ContentLength
+	default:
+		f.reqDone = true
+	}
+	s.e2e = r.AppendEndToEnd(s.e2e[:0], buf, f.upgrade, false)
+	_, _ = s.client.Discard(n)
+	_ = s.ls.poller.Pause(s.client)
+	f.paused[tunnel.Client] = true
+
+	if c := s.ls.pool.get(s.list, 0); c != nil {
+		s.e.cfg.Observer.PoolUsed(true)
+		f.pooled = true
+		s.attachUpstream(c, 0)
+		return
+	}
+	s.e.cfg.Observer.PoolUsed(false)
+	s.startDial()
+}
+
+// attachUpstream sends the request on an upstream connection taken from
+// the pool.
+func (s *session) attachUpstream(c gnetConn, idx int) {
+	s.up = c
+	c.SetContext(s)
+	s.upIdx = idx
+	u := &s.list.Upstreams()[idx]
+	s.upHost = u.AppendHostPort(s.upHost[:0])
+	s.hsStart = time.Now()
+	out := s.appendForwardHead(s.ls.scratch[:0], u)
+	s.ls.scratch = out[:0]
+	s.headIn += int64(len(out))
+	_, _ = c.Write(out)
+	s.afterForwardHeadSent()
+}
+
+// appendForwardHead appends the request head for the upstream u (nil: the
+// SOCKS5 tunnel is open, send origin-form).
+func (s *session) appendForwardHead(dst []byte, u *httpparse.Upstream) []byte {
+	f := &s.fwd
+	if u == nil {
+		u = &s.list.Upstreams()[s.upIdx]
+	}
+	socks := u.Scheme == httpparse.SchemeSOCKS5 || u.Scheme == httpparse.SchemeSOCKS5H
+	dst = append(dst, s.method...)
+	dst = append(dst, ' ')
+	if socks {
+		dst = append(dst, f.path...)
+	} else {
+		dst = append(dst, f.url...)
+	}
+	dst = append(dst, " HTTP/1."...)
+	dst = append(dst, '0'+f.minor)
+	dst = append(dst, "\r\n"...)
+	if f.addHost {
+		dst = append(dst, "Host: "...)
+		dst = append(dst, s.fwdAuthority...)
+		dst = append(dst, "\r\n"...)
+	}
+	if !socks && u.HasAuth {
+		dst = upstreamAuth(dst, u)
+	}
+	dst = append(dst, s.e2e...)
+	if f.upgrade {
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// afterForwardHeadSent waits for the response and streams the request body.
+func (s *session) afterForwardHeadSent() {
+	s.setState(stateForwarding)
+	s.hsStart = time.Now()
+	s.deadline = s.hsStart.Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
+	f := &s.fwd
+	if !f.reqDone {
+		s.resumeFwd(tunnel.Client)
+		s.forwardClientTraffic()
+	}
+}
+
+// forwardClientTraffic streams request body bytes within their framing.
+func (s *session) forwardClientTraffic() {
+	f, c := &s.fwd, s.client
+	if c == nil {
+		return
+	}
+	if f.reqDone || s.up == nil {
+		// The next pipelined request (or the body before the upstream is
+		// connected) waits in gnet's buffer.
+		s.pauseFwd(tunnel.Client)
+		return
+	}
+	for !f.reqDone && s.up != nil && s.client != nil {
+		data, _ := c.Peek(-1)
+		if len(data) == 0 {
+			return
+		}
+		k := len(data)
+		switch f.req {
+		case bodyLength:
+			if int64(k) > f.reqLeft {
+				k = int(f.reqLeft)
+			}
+			f.reqLeft -= int64(k)
+			f.reqDone = f.reqLeft == 0
+		case bodyChunked:
+			var done bool
+			var err error
+			k, done, err = f.reqChunk.Scan(data)
+			if err != nil {
+				s.fwdFail(proxystatus.New(proxystatus.HTTPRequestError, "malformed chunked request body: "+parseDetail(err)))
+				return
+			}
+			f.reqDone = done
+		}
+		if k > 0 {
+			_, _ = s.up.Write(data[:k])
+			f.reqSent += int64(k)
+			s.moved(int64(k), 0)
+		}
+		if s.client != nil {
+			_, _ = s.client.Discard(k)
+		}
+		if s.up != nil && s.up.OutboundBuffered() >= s.e.cfg.RelayHighWater {
+			s.pauseFwd(tunnel.Client)
+			return
+		}
+		if k == 0 {
+			return
+		}
+	}
+	if f.reqDone {
+		s.pauseFwd(tunnel.Client)
+		if f.respDone {
+			s.finishExchange()
+		}
+	}
+}
+
+// forwardUpstreamTraffic reads the response head, then streams its body.
+func (s *session) forwardUpstreamTraffic() {
+	if !s.fwd.respHead {
+		s.forwardResponseHead()
+		return
+	}
+	s.forwardResponseBody()
+}
+
+// forwardResponseHead parses and forwards the upstream's response head
+// (and any interim 1xx heads before it).
+func (s *session) forwardResponseHead() {
+	f := &s.fwd
+	for s.up != nil && !f.respHead && s.state == stateForwarding {
+		buf, _ := s.up.Peek(-1)
+		if len(buf) == 0 {
+			return
+		}
+		n, err := s.resp.Parse(buf)
+		if errors.Is(err, httpparse.ErrNeedMore) {
+			if len(buf) > s.e.cfg.MaxHeaderBytes {
+				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "upstream response head too large"))
+			}
+			return
+		}
+		if err != nil {
+			s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed response from upstream"))
+			return
+		}
+		st := s.resp.Status
+		if st == 407 {
+			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPRequestDenied)
+			s.fwdFail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
+			return
+		}
+		out := s.ls.scratch[:0]
+		// The status line as the upstream sent it, then its end-to-end fields.
+		out = append(out, buf[:statusLineEnd(buf)]...)
+		out = append(out, "\r\n"...)
+		if st == 101 && f.upgrade {
+			out = s.resp.AppendEndToEnd(out, buf, true)
+			out = append(out, "Connection: Upgrade\r\n\r\n"...)
+			s.ls.scratch = out[:0]
+			_, _ = s.up.Discard(n)
+			s.writeClient(out)
+			s.status = 101
+			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
+			s.fwd.paused = [2]bool{}
+			s.startRelay()
+			return
+		}
+		if st/100 == 1 {
+			// Interim answer (100 Continue, 103 Early Hints): pass it on.
+			out = s.resp.AppendEndToEnd(out, buf, false)
+			out = append(out, "\r\n"...)
+			s.ls.scratch = out[:0]
+			_, _ = s.up.Discard(n)
+			s.writeClient(out)
+			continue
+		}
+		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
+		switch {
+		case s.resp.NoBody(f.isHead):
+			f.resp, f.respDone = bodyNone, true
+		case s.resp.Chunked:
+			f.resp = bodyChunked
+		case s.resp.ContentLength >= 0:
+			f.resp, f.respLeft = bodyLength, s.resp.ContentLength
+			f.respDone = f.respLeft == 0
+		default:
+			f.resp = bodyClose
+		}
+		f.reusable = !s.resp.WantsClose(f.isHead)
+		if f.resp == bodyClose || s.e.draining.Load() {
+			f.closeCli = true
+		}
+		out = s.resp.AppendEndToEnd(out, buf, false)
+		if f.closeCli {
+			out = append(out, "Connection: close\r\n"...)
+		} else if f.minor == 0 {
+			out = append(out, "Connection: keep-alive\r\n"...)
+		}
+		out = append(out, "\r\n"...)
+		s.ls.scratch = out[:0]
+		_, _ = s.up.Discard(n)
+		s.status = st
+		f.respHead = true
+		s.lastActive = time.Now().UnixNano()
+		s.deadline = s.lastActive + int64(s.e.cfg.TunnelIdleTimeout)
+		s.writeClient(out)
+		if f.respDone {
+			s.finishExchange()
+			return
+		}
+		s.forwardResponseBody()
+	}
+}
+
+// statusLineEnd is the length of the first line of buf without its CR LF.
+func statusLineEnd(buf []byte) int {
+	for i, b := range buf {
+		if b == '\n' {
+			if i > 0 && buf[i-1] == '\r' {
+				return i - 1
+			}
+			return i
+		}
+	}
+	return len(buf)
+}
+
+// writeClient sends response bytes to the client.
+func (s *session) writeClient(p []byte) {
+	if s.client == nil {
+		return
+	}
+	s.headOut += int64(len(p))
+	_, _ = s.client.Write(p)
+	if s.client != nil && s.fwd.paused[tunnel.Client] {
+		_ = s.ls.poller.Pause(s.client)
+	}
+}
+
+// forwardResponseBody streams response body bytes within their framing.
+func (s *session) forwardResponseBody() {
+	f := &s.fwd
+	for s.up != nil && s.client != nil && !f.respDone {
+		data, _ := s.up.Peek(-1)
+		if len(data) == 0 {
+			return
+		}
+		k := len(data)
+		switch f.resp {
+		case bodyLength:
+			if int64(k) > f.respLeft {
+				k = int(f.respLeft)
+			}
+			f.respLeft -= int64(k)
+			f.respDone = f.respLeft == 0
+		case bodyChunked:
+			var err error
+			k, f.respDone, err = f.respChunk.Scan(data)
+			if err != nil {
+				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
+				return
+			}
+		}
+		if k > 0 {
+			_, _ = s.client.Write(data[:k])
+			if s.client != nil && f.paused[tunnel.Client] {
+				_ = s.ls.poller.Pause(s.client)
+			}
+			s.moved(0, int64(k))
+			s.lastActive = time.Now().UnixNano()
+		}
+		if s.up != nil {
+			_, _ = s.up.Discard(k)
+		}
+		if s.client != nil && s.client.OutboundBuffered() >= s.e.cfg.RelayHighWater {
+			s.pauseFwd(tunnel.Upstream)
+			return
+		}
+		if k == 0 {
+			return
+		}
+	}
+	if f.respDone {
+		s.finishExchange()
+	}
+}
+
+// finishExchange ends a forwarded exchange once its response is complete:
+// the upstream connection goes back to the pool when reusable, and the
+// client connection reads its next request or closes.
+func (s *session) finishExchange() {
+	f := &s.fwd
+	if !f.reqDone {
+		// The upstream answered before the whole body arrived: what is left
+		// of the body is unknown ground, so neither connection is reused.
+		f.closeCli, f.reusable = true, false
+	}
+	s.logExchange()
+	if up := s.up; up != nil {
+		s.up = nil
+		if f.reusable && up.InboundBuffered() == 0 && !s.e.draining.Load() {
+			if f.paused[tunnel.Upstream] {
+				_ = s.ls.poller.Resume(up)
+			}
+			s.ls.pool.put(s, up)
+		} else {
+			up.SetContext(nil)
+			_ = up.Close()
+		}
+	}
+	f.paused[tunnel.Upstream] = false
+	if f.closeCli || s.client == nil {
+		s.flushThenClose()
+		return
+	}
+	s.setState(stateReadingHead)
+	s.headStart = 0
+	s.deadline = time.Now().Add(s.e.cfg.IdleTimeout).UnixNano()
+	s.resumeFwd(tunnel.Client)
+	if s.client.InboundBuffered() > 0 {
+		s.readHead()
+	}
+}
+
+// flushThenClose closes the client once everything queued for it is sent
+// (gnet's own close would drop what the socket did not take at once).
+func (s *session) flushThenClose() {
+	s.setState(stateClosing)
+	s.fwd.flush = true
+	if s.client == nil {
+		s.maybeFinish()
+		return
+	}
+	s.deadline = time.Now().Add(s.e.cfg.TunnelIdleTimeout).UnixNano()
+	if s.client.OutboundBuffered() == 0 {
+		s.fwd.flush = false
+		s.lingerClose()
+		return
+	}
+	s.ls.watch(s)
+}
+
+// fwdFail ends a forwarded exchange with an error: answered when nothing of
+// the response reached the client yet, otherwise by closing (SPEC §4).
+func (s *session) fwdFail(pe *proxystatus.Error) {
+	if s.fwd.respHead {
+		s.errType, s.detail = pe.Type, pe.Detail
+		s.logExchange()
+		s.closeUpstream()
+		s.closeClient()
+		s.setState(stateClosing)
+		return
+	}
+	s.fail(pe)
+}
+
+// forwardExpire handles a deadline while forwarding.
+func (s *session) forwardExpire(now int64) {
+	if !s.fwd.respHead {
+		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPResponseTimeout)
+		s.fwdFail(proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time"))
+		return
+	}
+	idle := int64(s.e.cfg.TunnelIdleTimeout)
+	if now-s.lastActive >= idle {
+		s.fwdFail(proxystatus.New(proxystatus.HTTPResponseTimeout, "response body stalled"))
+		return
+	}
+	s.deadline = s.lastActive + idle
+}
+
+func (s *session) forwardClientClosed() {
+	s.detail = "client closed during the exchange"
+	s.logExchange()
+	s.closeUpstream()
+}
+
+// forwardUpstreamClosed handles the upstream closing mid-exchange.
+func (s *session) forwardUpstreamClosed(err error) {
+	f := &s.fwd
+	switch {
+	case !f.respHead && f.pooled && !f.retried && f.reqSent == 0:
+		// A pooled connection the upstream had closed: retry once on a
+		// fresh one, as nothing of the request body was consumed.
+		f.retried, f.pooled = true, false
+		s.e.cfg.Observer.PoolUsed(false)
+		s.pauseFwd(tunnel.Client)
+		s.startDial()
+	case !f.respHead:
+		pe := proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
+		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), pe.Type)
+		s.fwdFail(pe)
+	case f.resp == bodyClose:
+		f.respDone = true
+		s.finishExchange()
+	case !f.respDone:
+		s.fwdFail(proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection mid-response"))
+	}
+}
+
+// pauseFwd and resumeFwd mask a side's reads while forwarding.
+func (s *session) pauseFwd(side tunnel.Side) {
+	c := s.side(side)
+	if c == nil || s.fwd.paused[side] {
+		return
+	}
+	s.fwd.paused[side] = true
+	_ = s.ls.poller.Pause(c)
+	if side == tunnel.Upstream || !s.fwd.reqDone {
+		s.ls.watch(s)
+	}
+}
+
+func (s *session) resumeFwd(side tunnel.Side) {
+	c := s.side(side)
+	if c == nil || !s.fwd.paused[side] {
+		return
+	}
+	s.fwd.paused[side] = false
+	_ = s.ls.poller.Resume(c)
+}
+
+func (s *session) side(side tunnel.Side) gnetConn {
+	if side == tunnel.Client {
+		return s.client
+	}
+	return s.up
+}
+
+// forwardService resumes a paused side once its peer drained, and finishes
+// a flush-then-close.
+func (s *session) forwardService() {
+	f := &s.fwd
+	if f.flush {
+		if s.client == nil || s.client.OutboundBuffered() == 0 {
+			f.flush = false
+			s.lingerClose()
+		}
+		return
+	}
+	if s.state != stateForwarding {
+		return
+	}
+	lw := s.e.cfg.RelayLowWater
+	if f.paused[tunnel.Upstream] && s.client != nil && s.client.OutboundBuffered() <= lw {
+		s.resumeFwd(tunnel.Upstream)
+		s.forwardResponseBody()
+	}
+	if s.state == stateForwarding && f.paused[tunnel.Client] && !f.reqDone && s.up != nil && s.up.OutboundBuffered() <= lw {
+		s.resumeFwd(tunnel.Client)
+		s.forwardClientTraffic()
+	}
+}
+
+func (s *session) forwardNeedsService() bool {
+	f := &s.fwd
+	return f.flush || (s.state == stateForwarding && (f.paused[tunnel.Upstream] || (f.paused[tunnel.Client] && !f.reqDone && s.up != nil)))
+}
+
+// moved reports body bytes forwarded.
+func (s *session) moved(up, down int64) {
+	s.reported[0] += up
+	s.reported[1] += down
+	s.e.cfg.Observer.Relayed(int(up), int(down))
+}
+
+// upstreamAuth appends Proxy-Authorization for u.
+func upstreamAuth(dst []byte, u *httpparse.Upstream) []byte {
+	dst = append(dst, "Proxy-Authorization: "...)
+	dst = httpparse.AppendBasicAuth(dst, u.User, u.Pass)
+	return append(dst, "\r\n"...)
+}
+
+// equalFold compares ASCII case-insensitively against a lower-case literal.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var _ = strconv.Itoa

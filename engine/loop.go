@@ -26,6 +26,7 @@ type loopState struct {
 	scanRun    gnet.Runnable
 
 	scratch []byte // response building; never kept across callbacks
+	pool    upstreamPool
 }
 
 // loopOf returns the state of c's loop, creating it on first use. It runs on
@@ -43,6 +44,7 @@ func (e *Engine) loopOf(c gnet.Conn) (*loopState, error) {
 		return nil, err
 	}
 	ls := &loopState{e: e, el: el, poller: p}
+	ls.pool.init(e.cfg)
 	ls.scanRun = gnet.RunnableFunc(func(context.Context) error {
 		ls.scan()
 		return nil
@@ -110,6 +112,7 @@ func (ls *loopState) scan() {
 		return
 	}
 	ls.lastScan.Store(now)
+	ls.pool.expire(now)
 	// Iterate backwards: expiring a session may remove it (swap-delete).
 	for i := len(ls.sessions) - 1; i >= 0; i-- {
 		if i >= len(ls.sessions) {
@@ -122,8 +125,10 @@ func (ls *loopState) scan() {
 	}
 }
 
-// closeIdle closes client connections that wait for a request (draining).
+// closeIdle closes client connections that wait for a request, and pooled
+// upstream connections (draining).
 func (ls *loopState) closeIdle() {
+	ls.pool.closeAll()
 	for i := len(ls.sessions) - 1; i >= 0; i-- {
 		if i >= len(ls.sessions) {
 			continue

@@ -71,6 +71,7 @@ type session struct {
 	list     *httpparse.UpstreamList // &ownList or the engine's default list
 	upIdx    int                     // which entry of list is connected
 	socks    upstream.Socks5
+	fwd      fwdState
 	relay    tunnel.Relay
 	serviced bool // on ls.service
 
@@ -140,6 +141,12 @@ func (e *Engine) openClient(c gnet.Conn, m clientMark) ([]byte, gnet.Action) {
 func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 	s, ok := c.Context().(*session)
 	if !ok {
+		// An idle pooled connection must stay silent: anything it sends
+		// makes it unusable.
+		if pc, ok := c.Context().(*pooledConn); ok && !pc.dead {
+			pc.dead = true
+			_ = c.Close()
+		}
 		_, _ = c.Discard(-1)
 		return gnet.None
 	}
@@ -158,6 +165,11 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 func (e *Engine) OnClose(c gnet.Conn, err error) gnet.Action {
 	s, ok := c.Context().(*session)
 	if !ok {
+		if pc, ok := c.Context().(*pooledConn); ok {
+			if ls, err := e.loopOf(c); err == nil {
+				ls.pool.drop(pc)
+			}
+		}
 		return gnet.None
 	}
 	c.SetContext(nil)
@@ -462,11 +474,16 @@ func (s *session) service() {
 		s.relay.Service()
 		s.afterRelay()
 		s.maybeFinish()
+		return
 	}
+	s.forwardService()
 }
 
 func (s *session) needsService() bool {
-	return s.state == stateRelaying && s.relay.NeedsService()
+	if s.state == stateRelaying {
+		return s.relay.NeedsService()
+	}
+	return s.forwardNeedsService()
 }
 
 // maybeFinish ends the session once both connections are gone.
