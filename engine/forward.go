@@ -279,9 +279,13 @@ func (s *session) forwardResponseHead() {
 			s.fwdFail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
 			return
 		}
-		out := s.ls.scratch[:0]
-		// The status line as the upstream sent it, then its end-to-end fields.
-		out = append(out, buf[:statusLineEnd(buf)]...)
+		// proxyto speaks HTTP/1.1 to its clients whatever the upstream's
+		// version (RFC 9110 §2.5: an intermediary sends its own version);
+		// status code and reason phrase are the upstream's.
+		out := append(s.ls.scratch[:0], "HTTP/1.1 "...)
+		out = strconv.AppendInt(out, int64(st), 10)
+		out = append(out, ' ')
+		out = append(out, s.resp.Reason.Bytes(buf)...)
 		out = append(out, "\r\n"...)
 		if st == 101 && f.upgrade {
 			out = s.resp.AppendEndToEnd(out, buf, true)
@@ -340,19 +344,6 @@ func (s *session) forwardResponseHead() {
 		}
 		s.forwardResponseBody()
 	}
-}
-
-// statusLineEnd is the length of the first line of buf without its CR LF.
-func statusLineEnd(buf []byte) int {
-	for i, b := range buf {
-		if b == '\n' {
-			if i > 0 && buf[i-1] == '\r' {
-				return i - 1
-			}
-			return i
-		}
-	}
-	return len(buf)
 }
 
 // writeClient sends response bytes to the client.
@@ -617,5 +608,3 @@ func equalFold(b []byte, lower string) bool {
 	}
 	return true
 }
-
-var _ = strconv.Itoa
