@@ -65,6 +65,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		AccessLog:       r.AccessLog,
 		AccessLogSample: r.AccessLogSample,
 		Version:         version,
+		MaxConns:        r.MaxConns,
 	})
 	if err != nil {
 		return err
@@ -141,6 +142,10 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 	if err := eng.Shutdown(ctx); err != nil {
 		obs.Logger().Warn("drain ended early", observability.Err(err))
 	}
+	// The admin listener answered /ready 503 through the drain; stop it now.
+	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = obs.Shutdown(actx)
+	acancel()
 	obs.Logger().Info("stopped")
 	return nil
 }
