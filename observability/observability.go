@@ -171,7 +171,8 @@ func (s *Stack) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the admin listener (allowing it one second), then flushes and
-// stops the log buffer. Call it last; logging after Close writes directly.
+// stops the log buffer. Call it last: lines logged after Close may be lost.
+// It is safe to call more than once.
 func (s *Stack) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	if err := s.Shutdown(ctx); err != nil {
