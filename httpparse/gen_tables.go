@@ -65,7 +65,11 @@ func main() {
 func boolTable(b *bytes.Buffer, name, doc string, f func(c int) bool) {
 	fmt.Fprintf(b, "\n// %s holds %s\nvar %s = [256]bool{", name, doc, name)
 	for c := 0; c < 256; c++ {
-		if f(c) {
+		switch {
+		case !f(c):
+		case c >= 0x80:
+			fmt.Fprintf(b, "\n0x%02x: true,", c) // obs-text: no comment, keep the file ASCII
+		default:
 			fmt.Fprintf(b, "\n0x%02x: true, // %q", c, rune(c))
 		}
 	}

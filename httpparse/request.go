@@ -290,8 +290,9 @@ func isSchemeByte(c byte, first bool) bool {
 
 // AppendEndToEnd appends to dst, as "line\r\n" each, the exact bytes of every
 // header whose Hop is false, in arrival order with case and duplicates kept.
-// buf must be the buffer Parse parsed. With keepUpgrade the Upgrade lines
-// are kept too, followed by "Connection: Upgrade\r\n"; with skipHost the
+// buf must be the buffer Parse parsed. With keepUpgrade (pass r.Upgrade when
+// the engine relays an upgrade) the Upgrade lines are kept too, followed by
+// "Connection: Upgrade\r\n"; with skipHost the
 // Host line is left out (the engine writes its own for CONNECT). It does not
 // allocate when dst has room.
 func (r *Request) AppendEndToEnd(dst, buf []byte, keepUpgrade, skipHost bool) []byte {
