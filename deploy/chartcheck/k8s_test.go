@@ -58,3 +58,19 @@ func firstDiff(got, want []byte) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestAlertsCopied fails when the chart's copy of the alert rules differs from
+// observability/alerts.yml.
+func TestAlertsCopied(t *testing.T) {
+	want, err := os.ReadFile("../../observability/alerts.yml")
+	if os.IsNotExist(err) {
+		t.Skip("observability/alerts.yml absent")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(chartDir + "/files/alerts.yml")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("charts/proxyto/files/alerts.yml differs from observability/alerts.yml (%v): run %s", err, regenerate)
+	}
+}

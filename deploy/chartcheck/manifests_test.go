@@ -349,6 +349,9 @@ func checkMonitoring(t *testing.T, o *objects) {
 				if alert == "" || strings.TrimSpace(expr) == "" {
 					t.Errorf("PrometheusRule rule %v: alert and expr required", rule)
 				}
+				if strings.Contains(expr, "job=") && !strings.Contains(expr, `namespace="`+namespace+`"`) {
+					t.Errorf("alert %s: job matcher not narrowed to the release namespace: %s", alert, expr)
+				}
 				if strings.Count(expr, "(") != strings.Count(expr, ")") || strings.Count(expr, "{") != strings.Count(expr, "}") {
 					t.Errorf("alert %s: unbalanced expression %q", alert, expr)
 				}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the plain manifests in deploy/k8s from charts/proxyto:
+# Regenerates the plain manifests in deploy/k8s from charts/proxyto, after
+# copying observability/alerts.yml into the chart (files/alerts.yml):
 #   deploy/k8s/generate.sh            (helm from $HELM, PATH or $(go env GOPATH)/bin)
 # deploy/chartcheck's TestPlainManifestsUpToDate fails when they differ.
 set -euo pipefail
@@ -7,6 +8,11 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HELM=${HELM:-$(command -v helm || echo "$(go env GOPATH)/bin/helm")}
 [ -x "$HELM" ] || { echo "helm not found: run scripts/chart-test.sh once (it installs helm)" >&2; exit 1; }
 cd "$REPO"
+# The chart's PrometheusRule carries observability/alerts.yml (helm reads only the chart's own files).
+if [ -f observability/alerts.yml ] && ! cmp -s observability/alerts.yml charts/proxyto/files/alerts.yml; then
+  cp observability/alerts.yml charts/proxyto/files/alerts.yml
+  echo "copied observability/alerts.yml to charts/proxyto/files/alerts.yml"
+fi
 gen() { # gen FILE [helm args...]
   local out=deploy/k8s/$1; shift
   {
