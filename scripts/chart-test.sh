@@ -11,6 +11,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 HELM_VERSION=v3.22.0  # go-installed helm reports only v3.22
 CHART=$REPO/charts/proxyto
 W=$(mktemp -d /tmp/proxyto-chart-test.XXXXXX)
+# shellcheck disable=SC2154 # rc is set inside the trap
 trap 'rc=$?; rm -rf "$W"; [ $rc -eq 0 ] && echo "chart-test: PASS" >&2 || echo "chart-test: FAIL (exit $rc)" >&2' EXIT
 
 phase "helm"

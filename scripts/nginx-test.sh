@@ -68,7 +68,7 @@ start_replica() { # start_replica NAME: start it on fresh ports, retrying when a
     "$BIN" --listen "${LISTEN[$name]}" --admin "${ADMIN[$name]}" --drain-timeout "$DRAIN" >"$W/$name.log" 2>&1 &
     PIDS[$name]=$!
     wait_http "http://${ADMIN[$name]}/health" 10 "${PIDS[$name]}" && return 0
-    if grep -q 'address already in use' "$W/$name.log"; then log "$name: port taken, retrying"; stop_pid "${PIDS[$name]}" 2; continue; fi
+    if grep -q 'address already in use' "$W/$name.log"; then log "$name: port taken (attempt $attempt), retrying"; stop_pid "${PIDS[$name]}" 2; continue; fi
     die "$name did not answer /health on ${ADMIN[$name]}"
   done
   die "$name: no free ports after 3 attempts"
@@ -87,7 +87,7 @@ render_nginx() { # render_nginx LISTEN
     -e "s|@@NOFILE@@|$nofile|" -e "s|@@WORKER_CONNECTIONS@@|$((nofile / 2))|" \
     -e "s|@@TUNNEL_TIMEOUT@@|5m|" >"$W/nginx.conf"
 }
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   NGX=127.0.0.1:$("$W/bin/freeport")
   render_nginx "$NGX"
   nginx -t -p "$W" -c "$W/nginx.conf" >"$W/nginx-t.log" 2>&1 || { cat "$W/nginx-t.log" >&2; die "nginx -t failed"; }
@@ -103,7 +103,7 @@ for attempt in 1 2 3; do
   grep -q 'Address already in use' "$W/error.log" "$W/nginx.log" 2>/dev/null && { log "nginx: port taken, retrying"; stop_pid "${PIDS[nginx]}" 2; continue; }
   die "nginx did not listen on $NGX"
 done
-[ $up = 1 ] || die "nginx: no free port after 3 attempts"
+[ "$up" = 1 ] || die "nginx: no free port after 3 attempts"
 log "nginx (pid ${PIDS[nginx]}) on $NGX"
 
 # tunnel PATH / plain PATH: one request through NGINX; prints the body.

@@ -43,7 +43,7 @@ if [ -z "${GATEWAY:-}" ]; then
   if [ -n "${PROXYTO_BIN:-}" ]; then BIN=$PROXYTO_BIN
   elif [ "${VEGETA_STANDIN:-0}" = 1 ]; then BIN=$W/bin/fakeproxyto; log "VEGETA_STANDIN=1: attacking the fakeproxyto stand-in"
   else (cd "$REPO" && go build -o "$W/proxyto" ./cmd/proxyto) || die "go build ./cmd/proxyto failed"; BIN=$W/proxyto; fi
-  for attempt in 1 2 3; do
+  for _ in 1 2 3; do
     mapfile -t ports < <("$W/bin/freeport" -n 2)
     GATEWAY=127.0.0.1:${ports[0]} ADMIN=127.0.0.1:${ports[1]}
     "$BIN" --listen "$GATEWAY" --admin "$ADMIN" >"$W/proxyto.log" 2>&1 &

@@ -86,7 +86,9 @@ type doc struct {
 	}
 }
 
-func (d doc) String() string { return fmt.Sprintf("%s %s (%s)", d.meta.Kind, d.meta.Metadata.Name, d.source) }
+func (d doc) String() string {
+	return fmt.Sprintf("%s %s (%s)", d.meta.Kind, d.meta.Metadata.Name, d.source)
+}
 
 // splitDocs splits a multi-document YAML stream, dropping empty documents.
 func splitDocs(t *testing.T, stream []byte) []doc {

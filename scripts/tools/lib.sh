@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2120,SC2119
 # Shell helpers shared by scripts/image-test.sh, nginx-test.sh, vegeta.sh.
 # Source it after `set -euo pipefail`; it defines functions only.
 

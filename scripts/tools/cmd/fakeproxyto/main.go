@@ -237,7 +237,11 @@ func (g *gateway) connect(w http.ResponseWriter, r *http.Request, up *url.URL) {
 	defer c.Close()
 	_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(uc, io.MultiReader(brw.Reader, c)); uc.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() {
+		_, _ = io.Copy(uc, io.MultiReader(brw.Reader, c))
+		uc.(*net.TCPConn).CloseWrite()
+		done <- struct{}{}
+	}()
 	go func() { _, _ = io.Copy(c, br); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
 	<-done
 	<-done
