@@ -78,7 +78,8 @@ if [ "${IMAGE_TEST_STANDIN:-0}" = 1 ]; then
   log "IMAGE_TEST_STANDIN=1: building the fakeproxyto stand-in, not cmd/proxyto"
   build_args+=(--build-arg MODDIR=scripts/tools --build-arg PKG=./cmd/fakeproxyto)
 fi
-podman build --pull=never --network host --format docker "${build_args[@]}" -t "$IMAGE" "$REPO" >"$W/build.log" 2>&1 \
+# --layers=false: no intermediate images pile up; the Go caches (cache mounts) keep rebuilds fast.
+podman build --pull=never --network host --layers=false --format docker "${build_args[@]}" -t "$IMAGE" "$REPO" >"$W/build.log" 2>&1 \
   || { touch "$W/build.failed"; die "podman build failed"; }
 
 phase "size check"
