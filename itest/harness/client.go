@@ -82,10 +82,25 @@ func (c *Client) ReadResponse(method string) (*http.Response, error) {
 	return http.ReadResponse(c.R, &http.Request{Method: method})
 }
 
-// MustResponse is ReadResponse that fails the test on error.
+// HeadDeadline bounds the wait for a response head in Tunnel and
+// ReadResponseWithin callers: proxyto answers on loopback in milliseconds, so
+// this only matters when it is broken, and then it keeps a table of cases
+// from using up the test binary's timeout.
+const HeadDeadline = 30 * time.Second
+
+// ReadResponseWithin is ReadResponse with the connection's deadline set to d
+// for the read, then back to DefaultDeadline.
+func (c *Client) ReadResponseWithin(method string, d time.Duration) (*http.Response, error) {
+	c.SetDeadline(d)
+	defer c.SetDeadline(DefaultDeadline)
+	return c.ReadResponse(method)
+}
+
+// MustResponse is ReadResponse (bounded by HeadDeadline) that fails the test
+// on error.
 func (c *Client) MustResponse(method string) *http.Response {
 	c.t.Helper()
-	resp, err := c.ReadResponse(method)
+	resp, err := c.ReadResponseWithin(method, HeadDeadline)
 	if err != nil {
 		c.t.Fatalf("harness: reading %s response: %v", method, err)
 	}
