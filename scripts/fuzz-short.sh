@@ -8,20 +8,31 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 FUZZTIME="${FUZZTIME:-5s}"
 
-mapfile -t pkgs < <(go list ./...)
+# One `go test -list` over the module: each package prints the matching names,
+# then its "ok <pkg> <time>" line; anything else (no test files) is skipped.
+if ! list=$(go test -list '^Fuzz' -run '^$' ./...); then
+	printf '%s\n' "$list" >&2
+	echo "fuzz-short: listing Fuzz targets failed (see above)" >&2
+	exit 1
+fi
 total=0
-for pkg in "${pkgs[@]}"; do
-	# -list prints the matching names, then "ok <pkg> <time>".
-	targets=$(go test -list '^Fuzz' -run '^$' "$pkg" | grep -E '^Fuzz' || true)
-	for target in $targets; do
-		echo "==> fuzz $pkg $target for $FUZZTIME"
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"; then
-			echo "FAIL: fuzz target $target in $pkg found a failure (see testdata/fuzz/$target/ in that package)" >&2
-			exit 1
-		fi
-		total=$((total + 1))
-	done
-done
+targets=()
+while read -r first second _; do
+	case "$first" in
+	Fuzz*) targets+=("$first") ;;
+	ok)
+		for target in "${targets[@]}"; do
+			echo "==> fuzz $second $target for $FUZZTIME"
+			if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$second" </dev/null; then
+				echo "FAIL: fuzz target $target in $second found a failure (see testdata/fuzz/$target/ in that package)" >&2
+				exit 1
+			fi
+			total=$((total + 1))
+		done
+		targets=()
+		;;
+	esac
+done <<<"$list"
 if [ "$total" -eq 0 ]; then
 	echo "fuzz-short: no Fuzz targets found" >&2
 	exit 1
