@@ -75,10 +75,13 @@ func peerDir(t testing.TB, prefix string, owner *user.User) string {
 }
 
 // startPeer runs argv in the background, waits until addr accepts, and stops
-// the process by PID (SIGTERM, then SIGKILL) in t.Cleanup.
-func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...string) *Peer {
+// the process by PID (SIGTERM, then SIGKILL) in t.Cleanup. It returns an
+// error (with the process's output) if the process exits or does not listen
+// in time; exited reports which, so that callers retry a port taken between
+// FreeAddr and bind.
+func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...string) (p *Peer, exited bool, err error) {
 	t.Helper()
-	p := &Peer{Name: name, Addr: addr, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	p = &Peer{Name: name, Addr: addr, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout = p.out
@@ -98,7 +101,7 @@ func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...
 		}
 		return b.String()
 	}
-	t.Cleanup(func() {
+	stop := func() {
 		select {
 		case <-p.done:
 		default:
@@ -110,6 +113,9 @@ func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...
 				<-p.done
 			}
 		}
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("--- %s (pid %d) output ---\n%s", name, p.PID, logs())
 		}
@@ -117,9 +123,33 @@ func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := waitListening(ctx, addr, p.done); err != nil {
-		t.Fatalf("harness: %s did not listen on %s: %v\n%s", name, addr, err, logs())
+		stop()
+		select {
+		case <-p.done:
+			exited = true
+		default:
+		}
+		return nil, exited, fmt.Errorf("%s did not listen on %s: %v\n%s", name, addr, err, logs())
 	}
-	return p
+	return p, false, nil
+}
+
+// retryPeer calls start with a fresh free address up to three times while the
+// peer exits before listening (most likely: the port was taken meanwhile).
+func retryPeer(t testing.TB, start func(addr string) (*Peer, bool, error)) *Peer {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var p *Peer
+		var exited bool
+		if p, exited, err = start(FreeAddr(t)); err == nil {
+			return p
+		} else if !exited {
+			break
+		}
+	}
+	t.Fatalf("harness: %v", err)
+	return nil
 }
 
 // ApacheMD5 returns an htpasswd "$apr1$" hash of pass, made by openssl.
@@ -154,7 +184,13 @@ func StartSquid(t testing.TB, username, password string) *Peer {
 	if err := os.WriteFile(passwd, []byte(username+":"+ApacheMD5(t, password)+"\n"), 0o644); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	addr := FreeAddr(t)
+	return retryPeer(t, func(addr string) (*Peer, bool, error) {
+		return startSquid(t, squid, helper, dir, passwd, owner, addr)
+	})
+}
+
+func startSquid(t testing.TB, squid, helper, dir, passwd string, owner *user.User, addr string) (*Peer, bool, error) {
+	t.Helper()
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `# written by proxyto's itest harness
 http_port %s
@@ -187,6 +223,7 @@ http_access deny all
 	if err := os.WriteFile(cfg, []byte(conf.String()), 0o644); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
+	os.Remove(filepath.Join(dir, "cache.log")) // a previous attempt's
 	return startPeer(t, "squid", addr, dir, []string{squid, "-N", "-f", cfg}, filepath.Join(dir, "cache.log"))
 }
 
@@ -197,7 +234,13 @@ func StartTinyproxy(t testing.TB, username, password string) *Peer {
 	t.Helper()
 	bin := needBinary(t, "/usr/bin/tinyproxy", "tinyproxy")
 	dir := peerDir(t, "proxyto-itest-tinyproxy-", nil)
-	addr := FreeAddr(t)
+	return retryPeer(t, func(addr string) (*Peer, bool, error) {
+		return startTinyproxy(t, bin, dir, username, password, addr)
+	})
+}
+
+func startTinyproxy(t testing.TB, bin, dir, username, password, addr string) (*Peer, bool, error) {
+	t.Helper()
 	conf := fmt.Sprintf(`# written by proxyto's itest harness
 Port %d
 Listen 127.0.0.1
