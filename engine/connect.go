@@ -8,6 +8,7 @@ import (
 
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
+	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
 
@@ -16,9 +17,8 @@ import (
 // head is consumed, and the client is paused until the tunnel opens; bytes it
 // sends meanwhile stay queued and are relayed after the 200.
 func (s *session) beginConnect(buf []byte, n int) {
-	s.e2e = s.req.AppendEndToEnd(s.e2e[:0], buf, false, true)
+	s.e2e = s.ls.req.AppendEndToEnd(s.e2e[:0], buf, false, true)
 	_, _ = s.client.Discard(n)
-	_ = s.ls.poller.Pause(s.client)
 	s.startDial()
 }
 
@@ -104,7 +104,7 @@ func (s *session) openUpstream(c gnet.Conn, l *upLink) ([]byte, gnet.Action) {
 	switch u.Scheme {
 	case httpparse.SchemeSOCKS5, httpparse.SchemeSOCKS5H:
 		host, port, _, _ := httpparse.SplitHostPort(s.connectAuthority(), 80)
-		s.socks = upstream.Socks5{User: u.User, Pass: u.Pass, HasAuth: u.HasAuth, Host: host, Port: port}
+		s.socks = &upstream.Socks5{User: u.User, Pass: u.Pass, HasAuth: u.HasAuth, Host: host, Port: port}
 		if u.Scheme == httpparse.SchemeSOCKS5 && len(l.addr) > 0 {
 			s.socks.Addr = addrFromSlice(l.addr)
 		}
@@ -145,7 +145,7 @@ func (s *session) handshake() {
 	}
 	for s.state == stateHandshake && s.up != nil {
 		buf, _ := s.up.Peek(-1)
-		n, err := s.resp.Parse(buf)
+		n, err := s.ls.resp.Parse(buf)
 		if errors.Is(err, httpparse.ErrNeedMore) {
 			if len(buf) > s.e.cfg.MaxHeaderBytes {
 				s.handshakeFailed(proxystatus.New(proxystatus.HTTPResponseError, "upstream answer head too large"))
@@ -156,7 +156,7 @@ func (s *session) handshake() {
 			s.handshakeFailed(proxystatus.New(proxystatus.HTTPResponseError, "malformed answer from upstream"))
 			return
 		}
-		st := s.resp.Status
+		st := s.ls.resp.Status
 		switch {
 		case st/100 == 1:
 			_, _ = s.up.Discard(n) // interim answer: keep reading
@@ -164,7 +164,7 @@ func (s *session) handshake() {
 		case st/100 == 2:
 			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
 			out := append(s.ls.scratch[:0], "HTTP/1.1 200 Connection established\r\n"...)
-			for _, h := range s.resp.Headers {
+			for _, h := range s.ls.resp.Headers {
 				// A 2xx answer to CONNECT has no body (RFC 9110 §9.3.6):
 				// framing fields from the upstream would mislead clients.
 				if h.Hop || h.Known == httpparse.KnownContentLength || h.Known == httpparse.KnownTransferEncoding {
@@ -216,6 +216,7 @@ func (s *session) socksHandshake() {
 			continue
 		}
 		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
+		s.socks = nil
 		if s.kind != KindConnect {
 			out := s.appendForwardHead(s.ls.scratch[:0], nil)
 			s.ls.scratch = out[:0]
@@ -238,6 +239,15 @@ func (s *session) startRelay() {
 	s.setState(stateRelaying)
 	s.lastActive = time.Now().UnixNano()
 	s.deadline = s.lastActive + int64(s.e.cfg.TunnelIdleTimeout)
-	s.relay.Start(s.ls.poller, s.e.relay, s.client, s.up)
+	// What only the handshake needed goes now: an idle tunnel keeps little.
+	s.releaseList()
+	s.socks, s.e2e, s.authSeen = nil, nil, nil
+	paused := s.paused
+	if s.fwd != nil {
+		paused = s.fwd.paused[tunnel.Client]
+		s.fwd = nil
+	}
+	s.paused = false
+	s.relay.Start(s.ls.poller, s.e.relay, s.client, s.up, paused)
 	s.afterRelay()
 }

@@ -28,41 +28,79 @@ type dialTarget struct {
 	t   upstream.Target
 }
 
-// dialPool runs dial jobs on at most n goroutines, which exist only while
-// there is work; further jobs wait in a FIFO. submit never blocks a loop.
+// dialPool runs dial jobs on at most n goroutines. Workers stay for a while
+// after their last job (dialing is bursty, and a fresh goroutine pays for
+// growing its stack on every dial). submit never blocks a loop.
 type dialPool struct {
-	mu      sync.Mutex
-	n, busy int
-	queue   []*dialJob
+	n    int
+	jobs chan *dialJob // queued jobs
+
+	mu            sync.Mutex
+	workers, idle int
 }
 
-func (p *dialPool) init(n int) { p.n = n }
+// dialWorkerIdle is how long an idle dial worker waits for a job.
+const dialWorkerIdle = 30 * time.Second
+
+// dialQueue bounds jobs waiting for a worker; past it a dial fails at once.
+const dialQueue = 1 << 16
+
+func (p *dialPool) init(n int) {
+	p.n = n
+	p.jobs = make(chan *dialJob, dialQueue)
+}
 
 func (p *dialPool) submit(e *Engine, j *dialJob) {
-	p.mu.Lock()
-	if p.busy >= p.n {
-		p.queue = append(p.queue, j)
-		p.mu.Unlock()
+	select {
+	case p.jobs <- j:
+	default:
+		e.post(j, proxystatus.New(proxystatus.ProxyInternalError, "too many upstream dials queued"))
 		return
 	}
-	p.busy++
+	p.mu.Lock()
+	spawn := p.idle == 0 && p.workers < p.n
+	if spawn {
+		p.workers++
+	}
 	p.mu.Unlock()
-	go p.work(e, j)
+	if spawn {
+		go p.work(e)
+	}
 }
 
-func (p *dialPool) work(e *Engine, j *dialJob) {
-	for j != nil {
-		e.dial(j)
+// work runs jobs until none came for dialWorkerIdle. A worker counts as idle
+// only while it waits, and re-checks the queue after leaving the count, so a
+// job queued as it quits is never stranded.
+func (p *dialPool) work(e *Engine) {
+	idle := time.NewTimer(dialWorkerIdle)
+	defer idle.Stop()
+	for {
 		p.mu.Lock()
-		if len(p.queue) == 0 {
-			p.busy--
+		p.idle++
+		p.mu.Unlock()
+		idle.Reset(dialWorkerIdle)
+		select {
+		case j := <-p.jobs:
+			p.mu.Lock()
+			p.idle--
 			p.mu.Unlock()
+			e.dial(j)
+			continue
+		case <-idle.C:
+		}
+		p.mu.Lock()
+		p.idle--
+		p.workers--
+		p.mu.Unlock()
+		select {
+		case j := <-p.jobs:
+			p.mu.Lock()
+			p.workers++
+			p.mu.Unlock()
+			e.dial(j)
+		default:
 			return
 		}
-		j = p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		p.mu.Unlock()
 	}
 }
 

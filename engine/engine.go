@@ -32,12 +32,14 @@ type Engine struct {
 
 	defaultList *httpparse.UpstreamList // parsed --default-upstream, or nil
 
-	ln     *net.TCPListener
-	addr   string
-	self   selfAddrs
-	gnet   gnet.Engine
-	booted chan struct{}
-	done   chan error
+	ln        *net.TCPListener
+	addr      string
+	self      selfAddrs
+	gnet      gnet.Engine
+	booted    chan struct{}
+	loopsUp   chan struct{} // closed once an event loop ran OnOpen
+	loopsOnce sync.Once
+	done      chan error
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loopState]
@@ -55,10 +57,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("proxyto: relay low water (%d) must be below high water (%d)", cfg.RelayLowWater, cfg.RelayHighWater)
 	}
 	e := &Engine{
-		cfg:    cfg,
-		relay:  tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater},
-		booted: make(chan struct{}),
-		done:   make(chan error, 1),
+		cfg:     cfg,
+		relay:   tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater},
+		booted:  make(chan struct{}),
+		loopsUp: make(chan struct{}),
+		done:    make(chan error, 1),
 	}
 	if cfg.DefaultUpstream != "" {
 		var l httpparse.UpstreamList
@@ -131,13 +134,13 @@ func (e *Engine) Start() error {
 		}
 	}()
 	<-e.booted
-	if e.stopped.Load() || e.gnet.Validate() != nil {
+	if err := e.awaitLoops(); err != nil {
 		_ = e.ln.Close()
 		select {
-		case err := <-e.done:
-			return err
+		case derr := <-e.done:
+			return derr
 		default:
-			return errors.New("proxyto: event loops failed to start")
+			return err
 		}
 	}
 	go e.acceptLoop()
@@ -145,7 +148,43 @@ func (e *Engine) Start() error {
 	return nil
 }
 
-// OnBoot records the gnet engine once its loops run.
+// awaitLoops returns once gnet's event loops run. gnet calls OnBoot before
+// it creates them, and Engine.Register must not run before that: so the
+// engine connects to gnet's own placeholder listener and waits for that
+// connection's OnOpen, which only a running loop can call.
+func (e *Engine) awaitLoops() error {
+	if e.stopped.Load() || e.gnet.Validate() != nil {
+		return errors.New("proxyto: event loops failed to start")
+	}
+	fd, err := e.gnet.Dup()
+	if err != nil {
+		return fmt.Errorf("proxyto: event loops: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "gnet-listener")
+	ln, err := net.FileListener(f)
+	_ = f.Close()
+	if err != nil {
+		return fmt.Errorf("proxyto: event loops: %w", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("proxyto: event loops: %w", err)
+	}
+	defer c.Close()
+	select {
+	case <-e.loopsUp:
+		return nil
+	case err := <-e.done:
+		e.done <- err
+		return errors.New("proxyto: event loops stopped while starting")
+	case <-time.After(10 * time.Second):
+		return errors.New("proxyto: event loops did not start")
+	}
+}
+
+// OnBoot records the gnet engine; its loops start right after.
 func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.gnet = eng
 	close(e.booted)

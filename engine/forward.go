@@ -56,10 +56,12 @@ type fwdState struct {
 
 // beginForward starts forwarding a plain-HTTP request.
 func (s *session) beginForward(buf []byte, n int) {
-	r, f := &s.req, &s.fwd
-	*f = fwdState{url: f.url[:0], path: f.path[:0], reqChunk: f.reqChunk, respChunk: f.respChunk}
-	f.reqChunk.Reset()
-	f.respChunk.Reset()
+	r := &s.ls.req
+	if s.fwd == nil {
+		s.fwd = &fwdState{}
+	}
+	f := s.fwd
+	*f = fwdState{url: f.url[:0], path: f.path[:0]}
 	f.minor, f.isHead = r.Minor, r.Head
 	f.closeCli = r.WantsClose()
 	socks := s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5 || s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5H
@@ -111,8 +113,6 @@ func (s *session) beginForward(buf []byte, n int) {
 	}
 	s.e2e = r.AppendEndToEnd(s.e2e[:0], buf, f.upgrade, false)
 	_, _ = s.client.Discard(n)
-	_ = s.ls.poller.Pause(s.client)
-	f.paused[tunnel.Client] = true
 
 	if c := s.ls.pool.get(s.list, 0); c != nil {
 		s.e.cfg.Observer.PoolUsed(true)
@@ -143,7 +143,7 @@ func (s *session) attachUpstream(c gnetConn, idx int) {
 // appendForwardHead appends the request head for the upstream u (nil: the
 // SOCKS5 tunnel is open, send origin-form).
 func (s *session) appendForwardHead(dst []byte, u *httpparse.Upstream) []byte {
-	f := &s.fwd
+	f := s.fwd
 	if u == nil {
 		u = &s.list.Upstreams()[s.upIdx]
 	}
@@ -166,10 +166,7 @@ func (s *session) appendForwardHead(dst []byte, u *httpparse.Upstream) []byte {
 	if !socks && u.HasAuth {
 		dst = upstreamAuth(dst, u)
 	}
-	dst = append(dst, s.e2e...)
-	if f.upgrade {
-		dst = append(dst, "Connection: Upgrade\r\n"...)
-	}
+	dst = append(dst, s.e2e...) // with Connection: Upgrade when upgrading
 	return append(dst, "\r\n"...)
 }
 
@@ -178,7 +175,7 @@ func (s *session) afterForwardHeadSent() {
 	s.setState(stateForwarding)
 	s.hsStart = time.Now()
 	s.deadline = s.hsStart.Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
-	f := &s.fwd
+	f := s.fwd
 	if !f.reqDone {
 		s.resumeFwd(tunnel.Client)
 		s.forwardClientTraffic()
@@ -187,7 +184,7 @@ func (s *session) afterForwardHeadSent() {
 
 // forwardClientTraffic streams request body bytes within their framing.
 func (s *session) forwardClientTraffic() {
-	f, c := &s.fwd, s.client
+	f, c := s.fwd, s.client
 	if c == nil {
 		return
 	}
@@ -256,13 +253,13 @@ func (s *session) forwardUpstreamTraffic() {
 // forwardResponseHead parses and forwards the upstream's response head
 // (and any interim 1xx heads before it).
 func (s *session) forwardResponseHead() {
-	f := &s.fwd
+	f := s.fwd
 	for s.up != nil && !f.respHead && s.state == stateForwarding {
 		buf, _ := s.up.Peek(-1)
 		if len(buf) == 0 {
 			return
 		}
-		n, err := s.resp.Parse(buf)
+		n, err := s.ls.resp.Parse(buf)
 		if errors.Is(err, httpparse.ErrNeedMore) {
 			if len(buf) > s.e.cfg.MaxHeaderBytes {
 				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "upstream response head too large"))
@@ -273,7 +270,7 @@ func (s *session) forwardResponseHead() {
 			s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed response from upstream"))
 			return
 		}
-		st := s.resp.Status
+		st := s.ls.resp.Status
 		if st == 407 {
 			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPRequestDenied)
 			s.fwdFail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
@@ -285,11 +282,11 @@ func (s *session) forwardResponseHead() {
 		out := append(s.ls.scratch[:0], "HTTP/1.1 "...)
 		out = strconv.AppendInt(out, int64(st), 10)
 		out = append(out, ' ')
-		out = append(out, s.resp.Reason.Bytes(buf)...)
+		out = append(out, s.ls.resp.Reason.Bytes(buf)...)
 		out = append(out, "\r\n"...)
 		if st == 101 && f.upgrade {
-			out = s.resp.AppendEndToEnd(out, buf, true)
-			out = append(out, "Connection: Upgrade\r\n\r\n"...)
+			out = s.ls.resp.AppendEndToEnd(out, buf, true) // adds Connection: Upgrade
+			out = append(out, "\r\n"...)
 			s.ls.scratch = out[:0]
 			_, _ = s.up.Discard(n)
 			s.writeClient(out)
@@ -301,7 +298,7 @@ func (s *session) forwardResponseHead() {
 		}
 		if st/100 == 1 {
 			// Interim answer (100 Continue, 103 Early Hints): pass it on.
-			out = s.resp.AppendEndToEnd(out, buf, false)
+			out = s.ls.resp.AppendEndToEnd(out, buf, false)
 			out = append(out, "\r\n"...)
 			s.ls.scratch = out[:0]
 			_, _ = s.up.Discard(n)
@@ -310,21 +307,21 @@ func (s *session) forwardResponseHead() {
 		}
 		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
 		switch {
-		case s.resp.NoBody(f.isHead):
+		case s.ls.resp.NoBody(f.isHead):
 			f.resp, f.respDone = bodyNone, true
-		case s.resp.Chunked:
+		case s.ls.resp.Chunked:
 			f.resp = bodyChunked
-		case s.resp.ContentLength >= 0:
-			f.resp, f.respLeft = bodyLength, s.resp.ContentLength
+		case s.ls.resp.ContentLength >= 0:
+			f.resp, f.respLeft = bodyLength, s.ls.resp.ContentLength
 			f.respDone = f.respLeft == 0
 		default:
 			f.resp = bodyClose
 		}
-		f.reusable = !s.resp.WantsClose(f.isHead)
+		f.reusable = !s.ls.resp.WantsClose(f.isHead)
 		if f.resp == bodyClose || s.e.draining.Load() {
 			f.closeCli = true
 		}
-		out = s.resp.AppendEndToEnd(out, buf, false)
+		out = s.ls.resp.AppendEndToEnd(out, buf, false)
 		if f.closeCli {
 			out = append(out, "Connection: close\r\n"...)
 		} else if f.minor == 0 {
@@ -360,7 +357,7 @@ func (s *session) writeClient(p []byte) {
 
 // forwardResponseBody streams response body bytes within their framing.
 func (s *session) forwardResponseBody() {
-	f := &s.fwd
+	f := s.fwd
 	for s.up != nil && s.client != nil && !f.respDone {
 		data, _ := s.up.Peek(-1)
 		if len(data) == 0 {
@@ -410,7 +407,7 @@ func (s *session) forwardResponseBody() {
 // the upstream connection goes back to the pool when reusable, and the
 // client connection reads its next request or closes.
 func (s *session) finishExchange() {
-	f := &s.fwd
+	f := s.fwd
 	if !f.reqDone {
 		// The upstream answered before the whole body arrived: what is left
 		// of the body is unknown ground, so neither connection is reused.
@@ -498,7 +495,7 @@ func (s *session) forwardClientClosed() {
 
 // forwardUpstreamClosed handles the upstream closing mid-exchange.
 func (s *session) forwardUpstreamClosed(err error) {
-	f := &s.fwd
+	f := s.fwd
 	switch {
 	case !f.respHead && f.pooled && !f.retried && f.reqSent == 0:
 		// A pooled connection the upstream had closed: retry once on a
@@ -551,7 +548,7 @@ func (s *session) side(side tunnel.Side) gnetConn {
 // forwardService resumes a paused side once its peer drained, and finishes
 // a flush-then-close.
 func (s *session) forwardService() {
-	f := &s.fwd
+	f := s.fwd
 	if f.flush {
 		if s.client == nil || s.client.OutboundBuffered() == 0 {
 			f.flush = false
@@ -574,7 +571,7 @@ func (s *session) forwardService() {
 }
 
 func (s *session) forwardNeedsService() bool {
-	f := &s.fwd
+	f := s.fwd
 	return f.flush || (s.state == stateForwarding && (f.paused[tunnel.Upstream] || (f.paused[tunnel.Client] && !f.reqDone && s.up != nil)))
 }
 

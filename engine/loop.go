@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/tunnel"
 )
 
@@ -27,6 +28,14 @@ type loopState struct {
 
 	scratch []byte // response building; never kept across callbacks
 	pool    upstreamPool
+
+	// The loop's parsers: a head is parsed and acted on within one
+	// callback, so sessions share them instead of carrying their own.
+	req  httpparse.Request
+	resp httpparse.Response
+	// freeLists recycles X-Proxy-To lists (800 bytes each) between
+	// exchanges, so that idle sessions do not hold one.
+	freeLists []*httpparse.UpstreamList
 }
 
 // loopOf returns the state of c's loop, creating it on first use. It runs on
@@ -136,5 +145,23 @@ func (ls *loopState) closeIdle() {
 		if s := ls.sessions[i]; s.state == stateReadingHead && s.headStart == 0 {
 			s.closeClient()
 		}
+	}
+}
+
+// getList returns an empty upstream list for a session to parse into.
+func (ls *loopState) getList() *httpparse.UpstreamList {
+	if n := len(ls.freeLists); n > 0 {
+		l := ls.freeLists[n-1]
+		ls.freeLists[n-1] = nil
+		ls.freeLists = ls.freeLists[:n-1]
+		return l
+	}
+	return new(httpparse.UpstreamList)
+}
+
+// putList recycles l; at most 256 are kept per loop.
+func (ls *loopState) putList(l *httpparse.UpstreamList) {
+	if l != nil && len(ls.freeLists) < 256 {
+		ls.freeLists = append(ls.freeLists, l)
 	}
 }

@@ -65,13 +65,18 @@ type session struct {
 	headStart  int64 // first byte of the current head; 0 while idle
 	lastActive int64 // last byte relayed (tunnels)
 
-	req      httpparse.Request
-	resp     httpparse.Response
-	ownList  httpparse.UpstreamList  // parsed X-Proxy-To of the current request
-	list     *httpparse.UpstreamList // &ownList or the engine's default list
-	upIdx    int                     // which entry of list is connected
-	socks    upstream.Socks5
-	fwd      fwdState
+	// list is the upstream list of the current exchange: the engine's
+	// default list, or one parsed from X-Proxy-To and owned by this session
+	// (ownList) until the exchange no longer needs it (releaseList). Bulky
+	// per-exchange state lives outside the session, so that an idle tunnel
+	// holds only what it needs (the request and response parsers are the
+	// loop's; they are used within one callback).
+	list     *httpparse.UpstreamList
+	ownList  bool
+	upIdx    int              // which entry of list is connected
+	socks    *upstream.Socks5 // SOCKS5 handshake, while one runs
+	fwd      *fwdState        // plain-HTTP exchange state, once one ran
+	paused   bool             // client reads masked while dialing (lazily)
 	relay    tunnel.Relay
 	serviced bool // on ls.service
 
@@ -115,7 +120,9 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *upLink:
 		return m.s.openUpstream(c, m)
 	}
-	return nil, gnet.Close // gnet's own placeholder listener: never used
+	// gnet's own placeholder listener: only awaitLoops connects to it.
+	e.loopsOnce.Do(func() { close(e.loopsUp) })
+	return nil, gnet.Close
 }
 
 func (e *Engine) openClient(c gnet.Conn, m clientMark) ([]byte, gnet.Action) {
@@ -192,9 +199,13 @@ func (s *session) clientTraffic() {
 	case stateForwarding:
 		s.forwardClientTraffic()
 	case stateDialing, stateHandshake:
-		// Paused; gnet may deliver one last read. Keep the bytes (they are
-		// relayed once the tunnel opens) and mask again.
-		_ = s.ls.poller.Pause(s.client)
+		// Bytes sent before the tunnel opens stay queued in gnet (they are
+		// relayed after the 200); reading stops until then, so a fast
+		// client cannot push more than one read into memory.
+		if !s.paused {
+			s.paused = true
+			_ = s.ls.poller.Pause(s.client)
+		}
 	default:
 		_, _ = s.client.Discard(-1)
 	}
@@ -226,7 +237,7 @@ func (s *session) readHead() {
 		s.deadline = s.headStart + int64(s.e.cfg.ClientHeaderTimeout)
 		s.start = time.Now()
 	}
-	n, err := s.req.Parse(buf)
+	n, err := s.ls.req.Parse(buf)
 	if errors.Is(err, httpparse.ErrNeedMore) {
 		if len(buf) > s.e.cfg.MaxHeaderBytes {
 			s.fail(&proxystatus.Error{Type: proxystatus.HTTPRequestError, Status: 431, Detail: "request header section too large"})
@@ -246,7 +257,7 @@ func (s *session) readHead() {
 
 // beginExchange validates a parsed head and starts its exchange.
 func (s *session) beginExchange(buf []byte, n int) {
-	e, r := s.e, &s.req
+	e, r := s.e, &s.ls.req
 	s.method = append(s.method[:0], r.Method.Bytes(buf)...)
 	s.target = append(s.target[:0], r.Target.Bytes(buf)...)
 	s.status, s.errType, s.detail, s.headIn, s.headOut = 0, proxystatus.None, "", 0, 0
@@ -273,12 +284,16 @@ func (s *session) beginExchange(buf []byte, n int) {
 		s.fail(proxystatus.New(proxystatus.HTTPRequestError, "X-Proxy-To given more than once"))
 		return
 	case r.XProxyToCount == 1:
-		if err := s.ownList.Parse(r.XProxyTo.Bytes(buf)); err != nil {
+		l := s.ls.getList()
+		if err := l.Parse(r.XProxyTo.Bytes(buf)); err != nil {
+			s.ls.putList(l)
 			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "bad X-Proxy-To: "+parseDetail(err)))
 			return
 		}
-		s.list = &s.ownList
+		s.releaseList()
+		s.list, s.ownList = l, true
 	case e.defaultList != nil:
+		s.releaseList()
 		s.list = e.defaultList
 	default:
 		s.fail(proxystatus.New(proxystatus.HTTPRequestError, "missing X-Proxy-To header"))
@@ -345,7 +360,16 @@ func (s *session) fail(pe *proxystatus.Error) {
 	s.gen++
 	s.logExchange()
 	s.closeUpstream()
+	s.releaseList()
 	s.lingerClose()
+}
+
+// releaseList gives a list parsed from X-Proxy-To back to the loop.
+func (s *session) releaseList() {
+	if s.ownList {
+		s.ls.putList(s.list)
+	}
+	s.list, s.ownList = nil, false
 }
 
 // lingerClose sends FIN to the client after the answer and closes once the
@@ -501,6 +525,7 @@ func (s *session) maybeFinish() {
 		s.tunnelOpen = false
 		s.e.cfg.Observer.TunnelClosed()
 	}
+	s.releaseList()
 	s.setState(stateClosed)
 	s.deadline = 0
 	s.ls.remove(s)

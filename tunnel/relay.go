@@ -41,6 +41,7 @@ const (
 type end struct {
 	c       gnet.Conn // nil once gnet has closed it (never touched after OnClose)
 	sink    *sink     // write-only continuation of c after it sent FIN
+	src     *source   // read-only continuation of c after gnet closed it paused
 	paused  bool      // read interest masked by this relay
 	dead    bool      // cannot be written any more (reset, write error)
 	shutWR  bool      // FIN already sent to it
@@ -61,16 +62,21 @@ type Relay struct {
 }
 
 // Start makes r relay between client and up, both open on the loop p serves.
-// Bytes already buffered on either side are relayed at once.
-func (r *Relay) Start(p Poller, cfg Config, client, up gnet.Conn) {
+// clientPaused says the caller masked the client's reads (while dialing);
+// the relay takes that over. Bytes already buffered on either side are
+// relayed at once.
+func (r *Relay) Start(p Poller, cfg Config, client, up gnet.Conn, clientPaused bool) {
 	*r = Relay{p: p, cfg: cfg}
 	r.ends[Client].c = client
 	r.ends[Upstream].c = up
+	r.ends[Client].paused = clientPaused
 	for _, s := range [2]Side{Client, Upstream} {
-		r.pump(s)
-		if e := &r.ends[s]; e.c != nil && !e.paused {
+		e := &r.ends[s]
+		if e.paused && r.queued(s.other()) <= r.cfg.LowWater {
+			e.paused = false
 			_ = p.Resume(e.c)
 		}
+		r.pump(s)
 	}
 }
 
@@ -97,7 +103,11 @@ func (r *Relay) OnTraffic(s Side) {
 
 // pump moves side s's buffered input to its peer and pauses s at high water.
 func (r *Relay) pump(s Side) {
-	e, peer := &r.ends[s], &r.ends[s.other()]
+	e := &r.ends[s]
+	if e.src != nil {
+		r.pumpSource(s)
+		return
+	}
 	if e.c == nil || e.c.InboundBuffered() == 0 {
 		return
 	}
@@ -109,6 +119,22 @@ func (r *Relay) pump(s Side) {
 	}
 	data, _ := e.c.Peek(-1)
 	n := len(data)
+	err := r.deliver(s, data)
+	if e.c != nil {
+		_, _ = e.c.Discard(n)
+	}
+	if err != nil {
+		r.kill(s.other())
+		return
+	}
+	if r.queued(s.other()) >= r.cfg.HighWater {
+		r.pause(s)
+	}
+}
+
+// deliver writes data read from side s to its peer and counts it.
+func (r *Relay) deliver(s Side, data []byte) error {
+	peer := &r.ends[s.other()]
 	var err error
 	switch {
 	case peer.sink != nil:
@@ -121,16 +147,44 @@ func (r *Relay) pump(s Side) {
 	default:
 		err = io.ErrClosedPipe
 	}
-	if e.c != nil {
-		_, _ = e.c.Discard(n)
+	if err == nil {
+		r.Moved[s] += int64(len(data))
 	}
-	if err != nil {
-		r.kill(s.other())
-		return
-	}
-	r.Moved[s] += int64(n)
-	if r.queued(s.other()) >= r.cfg.HighWater {
-		r.pause(s)
+	return err
+}
+
+// pumpSource relays from a source (a socket gnet closed while it was
+// paused) as long as the peer has room; Service calls it again as the peer
+// drains. It reads straight from the duplicated descriptor.
+func (r *Relay) pumpSource(s Side) {
+	src := &r.ends[s].src
+	for *src != nil && r.dir[s] == dirOpen && r.queued(s.other()) < r.cfg.HighWater {
+		sr := *src
+		if len(sr.pending) == 0 {
+			n, err := sr.read()
+			if n < 0 {
+				return // nothing yet: Service tries again
+			}
+			if n == 0 {
+				sr.close()
+				*src = nil
+				if err != nil {
+					r.kill(s)
+					return
+				}
+				r.dir[s] = dirFinishing
+				r.settle()
+				return
+			}
+		}
+		data := sr.pending
+		sr.pending = sr.pending[:0]
+		if err := r.deliver(s, data); err != nil {
+			sr.close()
+			*src = nil
+			r.kill(s.other())
+			return
+		}
 	}
 }
 
@@ -163,6 +217,23 @@ func (r *Relay) OnClose(s Side, err error) {
 	}
 	c := e.c
 	eof := err != nil && errors.Is(err, io.EOF) && !e.closing && !e.dead
+	if eof && e.paused && r.dir[s] == dirOpen {
+		// gnet closes a paused connection on a bare EPOLLHUP (both halves
+		// shut) without reading it: what the peer sent before its FIN is
+		// still in gnet's buffer and in the socket. Keep reading it from a
+		// duplicate, as fast as the other side drains. Its write half is
+		// shut already (a FIN was passed on), so no sink is needed.
+		pending, _ := c.Peek(-1)
+		if fd, derr := c.Dup(); derr == nil {
+			e.src = &source{fd: fd, pending: append(make([]byte, 0, max(len(pending), sourceChunk)), pending...)}
+			_, _ = c.Discard(-1)
+			e.c = nil
+			e.paused = false
+			r.pumpSource(s)
+			r.settle()
+			return
+		}
+	}
 	if eof && r.dir[s.other()] != dirClosed {
 		// The peer may still send: keep a write-only copy of the socket and
 		// take over what gnet would drop on close.
@@ -245,7 +316,7 @@ func (r *Relay) settle() {
 func (r *Relay) NeedsService() bool {
 	for s := range r.ends {
 		e := &r.ends[s]
-		if e.paused || (e.sink != nil && len(e.sink.pending) > 0) || r.dir[s] == dirFinishing {
+		if e.paused || e.src != nil || (e.sink != nil && len(e.sink.pending) > 0) || r.dir[s] == dirFinishing {
 			return true
 		}
 	}
@@ -256,6 +327,11 @@ func (r *Relay) NeedsService() bool {
 // passes on FINs whose queues emptied. Call it periodically (every few ms)
 // while NeedsService is true.
 func (r *Relay) Service() {
+	for _, s := range [2]Side{Client, Upstream} {
+		if r.ends[s].src != nil {
+			r.pumpSource(s)
+		}
+	}
 	for _, s := range [2]Side{Client, Upstream} {
 		if e := &r.ends[s]; e.sink != nil {
 			if err := e.sink.flush(); err != nil {
@@ -282,16 +358,24 @@ func (r *Relay) Done() bool {
 	}
 	for s := range r.ends {
 		e := &r.ends[s]
-		if e.sink != nil || (e.c != nil && !e.closing) {
+		if e.sink != nil || e.src != nil || (e.c != nil && !e.closing) {
 			return false
 		}
 	}
 	return true
 }
 
-// Closed reports whether gnet has closed both connections, so the relay will
-// get no more callbacks.
-func (r *Relay) Closed() bool { return r.ends[0].c == nil && r.ends[1].c == nil }
+// Closed reports whether the relay is over: gnet has closed both
+// connections (no more callbacks come) and no sink or source is left.
+func (r *Relay) Closed() bool {
+	for s := range r.ends {
+		e := &r.ends[s]
+		if e.c != nil || e.sink != nil || e.src != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // Abort ends the relay now (idle or drain timeout): sinks are closed and
 // both connections asked to close; queued bytes may be lost.
@@ -301,6 +385,10 @@ func (r *Relay) Abort() {
 		if e.sink != nil {
 			e.sink.close()
 			e.sink = nil
+		}
+		if e.src != nil {
+			e.src.close()
+			e.src = nil
 		}
 		r.dir[s] = dirClosed
 		r.closeConn(s)

@@ -16,7 +16,7 @@ import (
 // read interest (epoll_ctl fails unless the fd is in that epoll set), and
 // takes its outbound buffer. It takes a few milliseconds.
 func SelfCheck() error {
-	h := &checkHandler{result: make(chan error, 1)}
+	h := &checkHandler{result: make(chan error, 1), booted: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
 		done <- gnet.Run(h, "tcp://127.0.0.1:0", gnet.WithNumEventLoop(1), gnet.WithLogger(quietLogger{}))
@@ -56,12 +56,7 @@ type checkHandler struct {
 	port   string
 }
 
-func (h *checkHandler) bootedCh() chan struct{} {
-	if h.booted == nil {
-		h.booted = make(chan struct{})
-	}
-	return h.booted
-}
+func (h *checkHandler) bootedCh() chan struct{} { return h.booted }
 
 func (h *checkHandler) addr() string { return h.port }
 

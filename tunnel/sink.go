@@ -67,3 +67,49 @@ func writeFD(fd int, p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// sourceChunk is how much a source reads at a time.
+const sourceChunk = 64 << 10
+
+// source reads the rest of a socket that gnet closed while the relay had
+// masked its reads (see Relay.OnClose): a duplicate descriptor, read from
+// the loop as the other side drains. pending holds bytes read, or taken
+// from gnet's buffer, and not yet delivered.
+type source struct {
+	fd      int
+	pending []byte
+	eof     bool
+}
+
+// read fills pending; n == 0 means the end (eof set) or an error.
+func (s *source) read() (int, error) {
+	buf := s.pending[:cap(s.pending)]
+	if len(buf) == 0 {
+		buf = make([]byte, sourceChunk)
+	}
+	n, err := unix.Read(s.fd, buf)
+	for err == unix.EINTR {
+		n, err = unix.Read(s.fd, buf)
+	}
+	switch {
+	case err == unix.EAGAIN:
+		// The peer's FIN is not there yet; try again from Service.
+		s.pending = buf[:0]
+		return -1, nil
+	case err != nil:
+		return 0, err
+	case n == 0:
+		s.eof = true
+		return 0, nil
+	}
+	s.pending = buf[:n]
+	return n, nil
+}
+
+func (s *source) close() {
+	if s.fd >= 0 {
+		_ = unix.Close(s.fd)
+		s.fd = -1
+	}
+	s.pending = nil
+}
