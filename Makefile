@@ -13,7 +13,7 @@ FUZZTIME_LONG ?= 2m
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help build run test vet unit itest fuzz bench clean
+.PHONY: help build run test vet unit itest fuzz bench clean promlint image-test chart-test k8s-manifests nginx-test vegeta bench-vegeta
 
 help:
 	@echo "make build   build bin/proxyto (VERSION=$(VERSION))"
@@ -22,6 +22,9 @@ help:
 	@echo "make itest   only the integration tests (go test ./itest/...)"
 	@echo "make fuzz    fuzz every Fuzz target for FUZZTIME_LONG=$(FUZZTIME_LONG)"
 	@echo "make bench   build, then run ../shared/bench against bin/proxyto"
+	@echo "make image-test / chart-test / nginx-test   deployment artefacts, built and run (part of make test)"
+	@echo "make k8s-manifests   regenerate deploy/k8s/ from the chart"
+	@echo "make vegeta / bench-vegeta   load tests with vegeta"
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/proxyto ./cmd/proxyto
@@ -33,7 +36,39 @@ test:
 	./scripts/install-test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) promlint
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-short.sh
+	$(MAKE) chart-test
+	$(MAKE) nginx-test
+	$(MAKE) image-test
+
+# Dashboard and alert rules checked with Prometheus's own parsers (own module).
+promlint:
+	cd observability/promlint && $(GO) test -count=1 ./...
+
+# Container image: podman build (scratch, <25 MB), tunnel + plain request, /health, /metrics, HEALTHCHECK, SIGTERM exit 0 (root; installs podman/runc/debootstrap).
+image-test:
+	scripts/image-test.sh
+
+# Helm chart: lint, render (defaults + charts/proxyto/ci/*.yaml), strict k8s decoding, deploy/k8s up to date (installs helm v3.22.0 once).
+chart-test:
+	scripts/chart-test.sh
+
+# Regenerate deploy/k8s/*.yaml and the chart's copy of observability/alerts.yml.
+k8s-manifests:
+	deploy/k8s/generate.sh
+
+# NGINX (stream, least_conn) in front of two replicas; drain one under traffic (root; installs nginx-full).
+nginx-test:
+	scripts/nginx-test.sh
+
+# vegeta through proxyto; results/vegeta-DATE/{report.txt,plot.html}. RATE, DURATION, CONNECTIONS, GATEWAY.
+vegeta:
+	scripts/vegeta.sh
+
+# http + vegeta scenarios through ../shared/bench for direct, proxyto, goproxy.
+bench-vegeta:
+	scripts/bench-vegeta.sh
 
 vet:
 	$(GO) vet ./...
