@@ -42,7 +42,7 @@ type runCmd struct {
 	RelayHighWater int `default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
 	RelayLowWater  int `default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
 
-	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeatable)." sep:","`
+	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeat the flag; a comma is part of the password)." sep:"none"`
 	AuthHtpasswd   string   `help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
 	Allow          []string `help:"Upstreams allowed (CIDR or host name; repeatable). Empty allows all not denied." sep:","`
 	Deny           []string `help:"Upstreams refused (CIDR or host name; repeatable)." sep:","`
