@@ -1,0 +1,285 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// SOCKS5 address types (RFC 1928 §5).
+const (
+	Socks5AtypIPv4   byte = 0x01
+	Socks5AtypDomain byte = 0x03
+	Socks5AtypIPv6   byte = 0x04
+)
+
+// Socks5Request is what a Socks5Server recorded of one connection's request.
+type Socks5Request struct {
+	// Methods are the authentication methods the client offered.
+	Methods []byte
+	// User and Pass are the RFC 1929 credentials ("" when none were sent).
+	User, Pass string
+	// Authed reports whether the credentials were accepted.
+	Authed bool
+	// Cmd is the command (1 = CONNECT), Atyp the address type, Host the
+	// address (dotted IP or domain name) and Port the port.
+	Cmd  byte
+	Atyp byte
+	Host string
+	Port int
+}
+
+// Socks5Server is a SOCKS5 proxy (RFC 1928, CONNECT only) on 127.0.0.1 with
+// optional RFC 1929 username/password authentication. It records every
+// request and relays bytes to the target it dials.
+type Socks5Server struct {
+	// Addr is "127.0.0.1:P".
+	Addr string
+
+	user, pass string
+	auth       bool
+	ln         net.Listener
+	conns      atomic.Int64
+	mu         sync.Mutex
+	reqs       []Socks5Request
+	open       map[net.Conn]struct{}
+	closed     bool
+	wg         sync.WaitGroup
+}
+
+// StartSocks5 starts a Socks5Server; with auth it requires method 0x02 and
+// the credentials user:pass. It is closed in t.Cleanup.
+func StartSocks5(t testing.TB, auth bool, user, pass string) *Socks5Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("harness: socks5 listen: %v", err)
+	}
+	s := &Socks5Server{Addr: ln.Addr().String(), user: user, pass: pass, auth: auth, ln: ln, open: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.serve()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Conns returns the number of connections accepted.
+func (s *Socks5Server) Conns() int64 { return s.conns.Load() }
+
+// Requests returns the requests recorded so far (one per connection that
+// got as far as authentication).
+func (s *Socks5Server) Requests() []Socks5Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Socks5Request(nil), s.reqs...)
+}
+
+// Close stops the listener, closes every connection and waits.
+func (s *Socks5Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.ln.Close()
+	for c := range s.open {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Socks5Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.open[c] = struct{}{}
+	return true
+}
+
+func (s *Socks5Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.open, c)
+	s.mu.Unlock()
+}
+
+func (s *Socks5Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.conns.Add(1)
+		if !s.track(c) {
+			c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Minute))
+			s.handle(c)
+		}()
+	}
+}
+
+func (s *Socks5Server) record(r Socks5Request) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r)
+	s.mu.Unlock()
+}
+
+func (s *Socks5Server) handle(c net.Conn) {
+	br := bufio.NewReader(c)
+	var r Socks5Request
+	// Greeting: VER NMETHODS METHODS.
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != 5 {
+		return
+	}
+	r.Methods = make([]byte, hdr[1])
+	if _, err := io.ReadFull(br, r.Methods); err != nil {
+		return
+	}
+	want := byte(0x00)
+	if s.auth {
+		want = 0x02
+	}
+	offered := false
+	for _, m := range r.Methods {
+		offered = offered || m == want
+	}
+	if !offered {
+		c.Write([]byte{5, 0xFF})
+		s.record(r)
+		return
+	}
+	if _, err := c.Write([]byte{5, want}); err != nil {
+		return
+	}
+	if s.auth {
+		// RFC 1929: VER ULEN UNAME PLEN PASSWD.
+		user, pass, err := readSocksUserPass(br)
+		if err != nil {
+			return
+		}
+		r.User, r.Pass = user, pass
+		r.Authed = user == s.user && pass == s.pass
+		if !r.Authed {
+			c.Write([]byte{1, 1})
+			s.record(r)
+			return
+		}
+		if _, err := c.Write([]byte{1, 0}); err != nil {
+			return
+		}
+	} else {
+		r.Authed = true
+	}
+	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT.
+	var req [4]byte
+	if _, err := io.ReadFull(br, req[:]); err != nil || req[0] != 5 {
+		s.record(r)
+		return
+	}
+	r.Cmd, r.Atyp = req[1], req[3]
+	switch r.Atyp {
+	case Socks5AtypIPv4, Socks5AtypIPv6:
+		ip := make(net.IP, 4)
+		if r.Atyp == Socks5AtypIPv6 {
+			ip = make(net.IP, 16)
+		}
+		if _, err := io.ReadFull(br, ip); err != nil {
+			s.record(r)
+			return
+		}
+		r.Host = ip.String()
+	case Socks5AtypDomain:
+		l, err := br.ReadByte()
+		if err != nil {
+			s.record(r)
+			return
+		}
+		name := make([]byte, l)
+		if _, err := io.ReadFull(br, name); err != nil {
+			s.record(r)
+			return
+		}
+		r.Host = string(name)
+	default:
+		s.record(r)
+		c.Write([]byte{5, 8, 0, 1, 0, 0, 0, 0, 0, 0}) // address type not supported
+		return
+	}
+	var port [2]byte
+	if _, err := io.ReadFull(br, port[:]); err != nil {
+		s.record(r)
+		return
+	}
+	r.Port = int(binary.BigEndian.Uint16(port[:]))
+	s.record(r)
+	if r.Cmd != 1 {
+		c.Write([]byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0}) // command not supported
+		return
+	}
+	t, err := net.DialTimeout("tcp", net.JoinHostPort(r.Host, strconv.Itoa(r.Port)), 10*time.Second)
+	if err != nil {
+		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0}) // connection refused
+		return
+	}
+	if !s.track(t) {
+		t.Close()
+		return
+	}
+	defer s.untrack(t)
+	defer t.Close()
+	la := t.LocalAddr().(*net.TCPAddr)
+	rep := []byte{5, 0, 0, Socks5AtypIPv4}
+	if ip4 := la.IP.To4(); ip4 != nil {
+		rep = append(rep, ip4...)
+	} else {
+		rep = append(rep, 0, 0, 0, 0)
+	}
+	rep = binary.BigEndian.AppendUint16(rep, uint16(la.Port))
+	if _, err := c.Write(rep); err != nil {
+		return
+	}
+	wireRelay(c, br, t, t)
+}
+
+func readSocksUserPass(br *bufio.Reader) (string, string, error) {
+	ver, err := br.ReadByte()
+	if err != nil {
+		return "", "", err
+	}
+	if ver != 1 {
+		return "", "", errors.New("bad RFC 1929 version")
+	}
+	read := func() (string, error) {
+		l, err := br.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		b := make([]byte, l)
+		_, err = io.ReadFull(br, b)
+		return string(b), err
+	}
+	user, err := read()
+	if err != nil {
+		return "", "", err
+	}
+	pass, err := read()
+	return user, pass, err
+}

@@ -1,0 +1,442 @@
+package harness
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// WireMode is how a WireUpstream answers.
+type WireMode int32
+
+const (
+	// WireForward forwards CONNECT and absolute-form requests (the default).
+	WireForward WireMode = iota
+	// WireHang reads the request head and never answers.
+	WireHang
+	// WireReset reads the request head, then resets the connection.
+	WireReset
+	// WireCloseBeforeAnswer reads the request head, then closes (FIN).
+	WireCloseBeforeAnswer
+	// Wire407 answers 407 with Proxy-Authenticate and closes.
+	Wire407
+	// Wire403 answers 403 and closes.
+	Wire403
+	// WireHalfBodyReset answers 200 with Content-Length: HalfBodyLength,
+	// sends half of that many bytes ('x') and resets the connection.
+	WireHalfBodyReset
+)
+
+// HalfBodyLength is the Content-Length WireHalfBodyReset announces; it sends
+// HalfBodyLength/2 bytes.
+const HalfBodyLength = 100000
+
+// WireUpstreamOptions configure StartWireUpstream. The zero value is an open
+// plain-TCP upstream that forwards.
+type WireUpstreamOptions struct {
+	// Auth makes the upstream require Proxy-Authorization: Basic User:Pass
+	// (407 and close otherwise).
+	Auth       bool
+	User, Pass string
+	// TLS, when set, makes the upstream an https proxy with a certificate
+	// for localhost and 127.0.0.1 issued by this CA.
+	TLS *TestCA
+	// Mode is the initial WireMode.
+	Mode WireMode
+}
+
+// WireUpstream is a raw-TCP HTTP/1.1 forward proxy for the plain-HTTP tests.
+// Unlike TestUpstream it touches as little as it can: it records each request
+// head byte for byte (with the number of the connection it came on), rewrites
+// only the request line to origin-form and drops Proxy-Authorization, then
+// copies the rest of the head, the body (framing, chunk lines and trailers
+// verbatim) and the origin's response (head verbatim, hop-by-hop fields
+// included, 1xx and 101 too) without change. It keeps one origin connection
+// per (client connection, origin) for keep-alive, relays both ways after a
+// 101, and serves CONNECT. A response carrying Connection: close does not make
+// it close the client connection (so a test can see whether proxyto reuses
+// it); a response delimited by close does.
+type WireUpstream struct {
+	// Addr is the listener, "127.0.0.1:P".
+	Addr string
+
+	opt     WireUpstreamOptions
+	ln      net.Listener
+	mode    atomic.Int32
+	conns   atomic.Int64
+	mu      sync.Mutex
+	heads   []UpstreamHead
+	open    map[net.Conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+	changed chan struct{}
+}
+
+// UpstreamHead is one request head a WireUpstream received.
+type UpstreamHead struct {
+	// Conn numbers the connection it arrived on, from 1 in accept order.
+	Conn int
+	Head *WireHead
+}
+
+// StartWireUpstream starts a WireUpstream on 127.0.0.1, closed in t.Cleanup.
+func StartWireUpstream(t testing.TB, opt WireUpstreamOptions) *WireUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("harness: wire upstream listen: %v", err)
+	}
+	u := &WireUpstream{Addr: ln.Addr().String(), opt: opt, ln: ln, open: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	u.mode.Store(int32(opt.Mode))
+	var tlsConf *tls.Config
+	if opt.TLS != nil {
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{opt.TLS.ServerCert}, MinVersion: tls.VersionTLS12}
+	}
+	u.wg.Add(1)
+	go u.serve(tlsConf)
+	t.Cleanup(u.Close)
+	return u
+}
+
+// SetMode changes how new request heads are answered.
+func (u *WireUpstream) SetMode(m WireMode) { u.mode.Store(int32(m)) }
+
+// Conns returns the number of connections accepted so far.
+func (u *WireUpstream) Conns() int64 { return u.conns.Load() }
+
+// Heads returns the request heads received so far, in arrival order.
+func (u *WireUpstream) Heads() []UpstreamHead {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]UpstreamHead(nil), u.heads...)
+}
+
+// WaitHeads waits up to timeout until n heads were received and returns the
+// heads received.
+func (u *WireUpstream) WaitHeads(n int, timeout time.Duration) []UpstreamHead {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		u.mu.Lock()
+		have, ch := len(u.heads), u.changed
+		u.mu.Unlock()
+		if have >= n {
+			return u.Heads()
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return u.Heads()
+		}
+	}
+}
+
+// URL returns scheme://[user:pass@]addr for X-Proxy-To, scheme being http or
+// https (with TLS). With TLS the host is "localhost", which the certificate
+// names.
+func (u *WireUpstream) URL(userinfo string) string {
+	if u.opt.TLS != nil {
+		return "https://" + userinfo + "localhost:" + u.Addr[strings.LastIndexByte(u.Addr, ':')+1:]
+	}
+	return "http://" + userinfo + u.Addr
+}
+
+// DropConns closes every open connection (FIN), as an upstream does with
+// connections idle too long. New connections are still accepted.
+func (u *WireUpstream) DropConns() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for c := range u.open {
+		c.Close()
+	}
+}
+
+// Close stops the listener, closes every connection and waits for handlers.
+func (u *WireUpstream) Close() {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
+	u.closed = true
+	u.ln.Close()
+	for c := range u.open {
+		c.Close()
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+}
+
+func (u *WireUpstream) track(c net.Conn) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.open[c] = struct{}{}
+	return true
+}
+
+func (u *WireUpstream) untrack(c net.Conn) {
+	u.mu.Lock()
+	delete(u.open, c)
+	u.mu.Unlock()
+}
+
+func (u *WireUpstream) serve(tlsConf *tls.Config) {
+	defer u.wg.Done()
+	for {
+		raw, err := u.ln.Accept()
+		if err != nil {
+			return
+		}
+		n := int(u.conns.Add(1))
+		c := raw
+		if tlsConf != nil {
+			c = tls.Server(raw, tlsConf)
+		}
+		if !u.track(c) {
+			c.Close()
+			return
+		}
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			defer u.untrack(c)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Minute))
+			u.handle(c, raw, n)
+		}()
+	}
+}
+
+func (u *WireUpstream) record(n int, h *WireHead) {
+	u.mu.Lock()
+	u.heads = append(u.heads, UpstreamHead{Conn: n, Head: h})
+	close(u.changed)
+	u.changed = make(chan struct{})
+	u.mu.Unlock()
+}
+
+func wireStatus(w io.Writer, code int, reason, extra, body string) {
+	body += "\n"
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		code, reason, extra, len(body), body)
+}
+
+type originLink struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (u *WireUpstream) handle(c, raw net.Conn, n int) {
+	br := bufio.NewReaderSize(c, 64<<10)
+	origins := map[string]*originLink{}
+	defer func() {
+		for _, l := range origins {
+			u.untrack(l.c)
+			l.c.Close()
+		}
+	}()
+	for {
+		h, err := ReadWireHead(br)
+		if err != nil {
+			return
+		}
+		u.record(n, h)
+		switch WireMode(u.mode.Load()) {
+		case WireHang:
+			_, _ = io.Copy(io.Discard, br)
+			return
+		case WireReset:
+			if tc, ok := raw.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			raw.Close()
+			return
+		case WireCloseBeforeAnswer:
+			return
+		case Wire407:
+			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			return
+		case Wire403:
+			wireStatus(c, 403, "Forbidden", "", "forbidden by upstream")
+			return
+		case WireHalfBodyReset:
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n%s",
+				HalfBodyLength, strings.Repeat("x", HalfBodyLength/2))
+			if tc, ok := raw.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			raw.Close()
+			return
+		}
+		if u.opt.Auth && h.Get("Proxy-Authorization") != BasicAuth(u.opt.User, u.opt.Pass) {
+			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			return
+		}
+		method, target, proto := h.RequestLine()
+		if method == "CONNECT" {
+			u.connect(c, br, target)
+			return
+		}
+		if !u.forward(c, br, h, method, target, proto, origins) {
+			return
+		}
+	}
+}
+
+func (u *WireUpstream) connect(c net.Conn, br *bufio.Reader, target string) {
+	t, err := net.DialTimeout("tcp", target, 10*time.Second)
+	if err != nil {
+		wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the target")
+		return
+	}
+	if !u.track(t) {
+		t.Close()
+		return
+	}
+	defer u.untrack(t)
+	defer t.Close()
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n"+ExitIPHeader+"\r\n\r\n"); err != nil {
+		return
+	}
+	wireRelay(c, br, t, t)
+}
+
+// forward serves one absolute-form request; it reports whether the client
+// connection may carry another.
+func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method, target, proto string, origins map[string]*originLink) bool {
+	tu, err := url.Parse(target)
+	if err != nil || tu.Scheme != "http" || tu.Host == "" {
+		wireStatus(c, 400, "Bad Request", "", "WireUpstream wants absolute-form http:// requests")
+		return false
+	}
+	host := tu.Host
+	if tu.Port() == "" {
+		host += ":80"
+	}
+	reqFraming, reqLen, err := RequestFraming(h)
+	if err != nil {
+		wireStatus(c, 400, "Bad Request", "", "bad request framing: "+err.Error())
+		return false
+	}
+	var out strings.Builder
+	out.WriteString(method + " " + tu.RequestURI() + " " + proto + "\r\n")
+	for _, l := range h.Fields {
+		if strings.EqualFold(FieldName(l), "Proxy-Authorization") {
+			continue
+		}
+		out.WriteString(l + "\r\n")
+	}
+	out.WriteString("\r\n")
+
+	ol := origins[host]
+	if ol == nil {
+		oc, err := net.DialTimeout("tcp", host, 10*time.Second)
+		if err != nil {
+			wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the origin")
+			return false
+		}
+		if !u.track(oc) {
+			oc.Close()
+			return false
+		}
+		oc.SetDeadline(time.Now().Add(10 * time.Minute))
+		ol = &originLink{c: oc, br: bufio.NewReaderSize(oc, 64<<10)}
+		origins[host] = ol
+	}
+	drop := func() { u.untrack(ol.c); ol.c.Close(); delete(origins, host) }
+	if _, err := io.WriteString(ol.c, out.String()); err != nil {
+		drop()
+		wireStatus(c, 502, "Bad Gateway", "", "origin connection failed")
+		return false
+	}
+	bodyDone := make(chan error, 1)
+	go func() {
+		_, _, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		bodyDone <- err
+	}()
+
+	sent := false
+	for {
+		rh, err := ReadWireHead(ol.br)
+		if err != nil {
+			drop()
+			if !sent {
+				wireStatus(c, 502, "Bad Gateway", "", "origin closed before answering")
+			}
+			return false
+		}
+		if _, err := c.Write(rh.Raw); err != nil {
+			drop()
+			return false
+		}
+		sent = true
+		code := rh.StatusCode()
+		if code == 101 {
+			if err := <-bodyDone; err != nil {
+				return false
+			}
+			delete(origins, host)
+			defer u.untrack(ol.c)
+			defer ol.c.Close()
+			wireRelay(c, br, ol.c, ol.br)
+			return false
+		}
+		if code/100 == 1 {
+			continue
+		}
+		f, n, err := ResponseFraming(rh, method)
+		if err != nil {
+			drop()
+			return false
+		}
+		if _, _, err := CopyBody(ol.br, f, n, c, nil); err != nil {
+			drop()
+			return false
+		}
+		if err := <-bodyDone; err != nil {
+			drop()
+			return false
+		}
+		if f == FrameClose {
+			drop()
+			return false
+		}
+		if rh.WantsClose() {
+			drop() // the origin closes; the client connection stays open
+		}
+		return !h.WantsClose()
+	}
+}
+
+// wireRelay copies a→b and b→a until both directions end, passing on
+// half-closes. ar and br are what to read from a and b.
+func wireRelay(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	pipe := func(dst net.Conn, src io.Reader) {
+		defer wg.Done()
+		if _, err := io.Copy(dst, src); err != nil {
+			a.Close()
+			b.Close()
+			return
+		}
+		if err := closeWrite(dst); err != nil {
+			a.Close()
+			b.Close()
+		}
+	}
+	go pipe(b, ar)
+	go pipe(a, br)
+	wg.Wait()
+}
