@@ -1,0 +1,725 @@
+package engine_test
+
+// In-process test harness: an engine started in the test process, a minimal
+// upstream proxy (CONNECT + absolute-form HTTP, optional Basic auth, an
+// accepted-connection counter), origins and raw TCP targets, a recording
+// Observer and raw HTTP client helpers. Everything listens on 127.0.0.1 and
+// every connection carries a deadline.
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/proxyto/proxyto/engine"
+	"github.com/proxyto/proxyto/proxystatus"
+)
+
+// ioTimeout bounds every single test connection; waitFor bounds polling.
+const (
+	ioTimeout = 60 * time.Second
+	waitLong  = 20 * time.Second
+)
+
+// ---------------------------------------------------------------- engine
+
+type testEngine struct {
+	*engine.Engine
+	rec      *recorder
+	addr     string
+	shutDown atomic.Bool
+}
+
+// startEngine starts an engine on 127.0.0.1:0 with 2 loops (unless set) and a
+// recorder as Observer; Cleanup shuts it down unless the test did. It returns
+// once a probe connection was opened on a loop (belt and braces: see
+// TestInprocBootConnectAtOnce), with the recorder reset.
+func startEngine(t *testing.T, cfg engine.Config) *testEngine {
+	t.Helper()
+	te := startEngineNoProbe(t, cfg)
+	for attempt := 1; ; attempt++ {
+		c, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("probe dial: %v", err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for te.rec.snapshot().clientsOpened == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = c.Close()
+		if te.rec.snapshot().clientsOpened > 0 {
+			break
+		}
+		if attempt == 5 {
+			t.Fatal("the engine never opened a probe connection")
+		}
+	}
+	te.rec.settled(t)
+	te.rec.with(func(s *obsStats) { *s = obsStats{} })
+	return te
+}
+
+// startEngineNoProbe is startEngine without the probe: clients may connect
+// the moment Start returned.
+func startEngineNoProbe(t *testing.T, cfg engine.Config) *testEngine {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	rec := &recorder{}
+	cfg.Observer = rec
+	var logOK atomic.Bool // t.Logf must not run after the test ended
+	logOK.Store(true)
+	cfg.Logf = func(f string, a ...any) {
+		if logOK.Load() {
+			t.Logf("engine: "+f, a...)
+		}
+	}
+	t.Cleanup(func() { logOK.Store(false) })
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatalf("engine.New: %v", err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatalf("engine.Start: %v", err)
+	}
+	te := &testEngine{Engine: e, rec: rec, addr: e.Addr()}
+	t.Cleanup(func() {
+		if te.shutDown.Load() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("cleanup Shutdown: %v", err)
+		}
+	})
+	return te
+}
+
+// shutdown calls Shutdown once and marks the engine as shut down.
+func (te *testEngine) shutdown(ctx context.Context) error {
+	te.shutDown.Store(true)
+	return te.Shutdown(ctx)
+}
+
+// ---------------------------------------------------------------- client
+
+type client struct {
+	t  *testing.T
+	c  *net.TCPConn
+	br *bufio.Reader
+	rx *atomic.Int64 // bytes read from the engine
+}
+
+func newBufReader(c net.Conn, rx *atomic.Int64) *bufio.Reader {
+	return bufio.NewReader(countReader{c, rx})
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// dialClient connects to addr with a deadline; Cleanup closes it (before the
+// engine's Cleanup, which runs later because the engine was started first).
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { _ = c.Close() })
+	rx := new(atomic.Int64)
+	return &client{t: t, c: c.(*net.TCPConn), br: bufio.NewReader(countReader{c, rx}), rx: rx}
+}
+
+func (c *client) write(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatalf("client write: %v", err)
+	}
+}
+
+// response is a fully read response.
+type response struct {
+	*http.Response
+	body []byte
+}
+
+// read reads one response (method matters for HEAD framing).
+func (c *client) read(method string) (*response, error) {
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		return nil, err
+	}
+	if method == http.MethodConnect && resp.StatusCode/100 == 2 {
+		// The tunnel starts right after the head: the rest is not a body.
+		return &response{Response: resp}, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	return &response{Response: resp, body: body}, nil
+}
+
+// mustRead reads one response or fails the test.
+func (c *client) mustRead(method string) *response {
+	c.t.Helper()
+	r, err := c.read(method)
+	if err != nil {
+		c.t.Fatalf("read response: %v", err)
+	}
+	return r
+}
+
+// roundTrip writes a request and reads its response.
+func (c *client) roundTrip(method, req string) *response {
+	c.t.Helper()
+	c.write(req)
+	return c.mustRead(method)
+}
+
+// expectClosed waits until the engine closes the connection (EOF or reset),
+// failing if the connection times out or yields a byte.
+func (c *client) expectClosed(what string) {
+	c.t.Helper()
+	_ = c.c.SetReadDeadline(time.Now().Add(waitLong))
+	b := make([]byte, 1)
+	n, err := c.br.Read(b)
+	var ne net.Error
+	switch {
+	case n > 0:
+		c.t.Fatalf("%s: got a byte %q, want the connection closed", what, b[:n])
+	case errors.As(err, &ne) && ne.Timeout():
+		c.t.Fatalf("%s: connection still open after %v", what, waitLong)
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(ioTimeout))
+}
+
+// req builds a raw request. xpt "" omits X-Proxy-To; extra lines end in CRLF.
+func req(method, target, host, xpt string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, target)
+	if host != "" {
+		fmt.Fprintf(&b, "Host: %s\r\n", host)
+	}
+	if xpt != "" {
+		fmt.Fprintf(&b, "X-Proxy-To: %s\r\n", xpt)
+	}
+	for _, x := range extra {
+		b.WriteString(x)
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// get is an absolute-form GET of origin path through xpt.
+func get(origin, path, xpt string, extra ...string) string {
+	return req("GET", "http://"+origin+path, origin, xpt, extra...)
+}
+
+// connectReq is a CONNECT to target through xpt.
+func connectReq(target, xpt string, extra ...string) string {
+	return req("CONNECT", target, target, xpt, extra...)
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// checkProxyError asserts an answer proxyto made itself.
+func checkProxyError(t *testing.T, r *response, status int, typ string) {
+	t.Helper()
+	if r.StatusCode != status {
+		t.Fatalf("status %d, want %d (Proxy-Status %q, body %q)", r.StatusCode, status, r.Header.Get("Proxy-Status"), r.body)
+	}
+	ps := r.Header.Get("Proxy-Status")
+	if !strings.Contains(ps, "error="+typ) {
+		t.Fatalf("Proxy-Status %q, want error=%s", ps, typ)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Fatalf("Content-Type %q, want text/plain", ct)
+	}
+}
+
+// ---------------------------------------------------------------- upstream proxy
+
+// testProxy is a minimal HTTP forward proxy: CONNECT tunnels and
+// absolute-form requests, optional Basic auth, counters.
+type testProxy struct {
+	t    *testing.T
+	ln   net.Listener
+	addr string
+	// users maps user → password; empty: no auth required.
+	users map[string]string
+
+	accepted   atomic.Int64
+	requests   atomic.Int64
+	rx         atomic.Int64 // bytes read from the engine
+	dropReused atomic.Int32 // close a reused connection on its next request, this many times
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // → idle (waiting for a request)
+	seen  []seenReq
+	wg    sync.WaitGroup
+}
+
+type seenReq struct {
+	method, uri string
+	header      http.Header
+	nth         int // request number on its connection, from 1
+}
+
+func startProxy(t *testing.T, users map[string]string) *testProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testProxy{t: t, ln: ln, addr: ln.Addr().String(), users: users, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.acceptLoop()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *testProxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// closeIdle closes every connection waiting for its next request and
+// returns how many it closed.
+func (p *testProxy) closeIdle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for c, idle := range p.conns {
+		if idle {
+			_ = c.Close()
+			n++
+		}
+	}
+	return n
+}
+
+func (p *testProxy) seenRequests() []seenReq {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]seenReq(nil), p.seen...)
+}
+
+func (p *testProxy) acceptLoop() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.accepted.Add(1)
+		_ = c.SetDeadline(time.Now().Add(2 * ioTimeout))
+		p.mu.Lock()
+		p.conns[c] = false
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer func() {
+				p.mu.Lock()
+				delete(p.conns, c)
+				p.mu.Unlock()
+				_ = c.Close()
+			}()
+			p.serve(c)
+		}()
+	}
+}
+
+func (p *testProxy) setIdle(c net.Conn, idle bool) {
+	p.mu.Lock()
+	if _, ok := p.conns[c]; ok {
+		p.conns[c] = idle
+	}
+	p.mu.Unlock()
+}
+
+func (p *testProxy) serve(c net.Conn) {
+	br := bufio.NewReader(countReader{c, &p.rx})
+	for n := 1; ; n++ {
+		p.setIdle(c, true)
+		r, err := http.ReadRequest(br)
+		p.setIdle(c, false)
+		if err != nil {
+			return
+		}
+		p.requests.Add(1)
+		p.mu.Lock()
+		p.seen = append(p.seen, seenReq{method: r.Method, uri: r.RequestURI, header: r.Header.Clone(), nth: n})
+		p.mu.Unlock()
+		if n > 1 && p.dropReused.Load() > 0 && p.dropReused.Add(-1) >= 0 {
+			return // as if the proxy had timed the idle connection out
+		}
+		if len(p.users) > 0 && !p.authOK(r.Header.Get("Proxy-Authorization")) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"up\"\r\nContent-Length: 0\r\n\r\n")
+			continue
+		}
+		if r.Method == http.MethodConnect {
+			p.tunnel(c, br, r.Host)
+			return
+		}
+		if !p.forward(c, br, r) {
+			return
+		}
+	}
+}
+
+func (p *testProxy) authOK(v string) bool {
+	raw, ok := strings.CutPrefix(v, "Basic ")
+	if !ok {
+		return false
+	}
+	dec, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return false
+	}
+	u, pw, _ := strings.Cut(string(dec), ":")
+	want, ok := p.users[u]
+	return ok && want == pw
+}
+
+func (p *testProxy) tunnel(c net.Conn, br *bufio.Reader, target string) {
+	tc, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(2 * ioTimeout))
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\nX-Exit-IP: 203.0.113.7\r\n\r\n"); err != nil {
+		return
+	}
+	relay(c, br, tc, tc)
+}
+
+// relay copies both ways with half-close until both directions ended.
+func relay(a net.Conn, ar io.Reader, b net.Conn, brd io.Reader) {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(a, brd)
+		closeWrite(a)
+		close(done)
+	}()
+	_, _ = io.Copy(b, ar)
+	closeWrite(b)
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// forward sends an absolute-form request to its origin in origin-form and
+// copies the response back; it reports whether the connection stays open.
+func (p *testProxy) forward(c net.Conn, br *bufio.Reader, r *http.Request) bool {
+	host := r.URL.Host
+	if host == "" {
+		host = r.Host
+	}
+	oc, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+		return false
+	}
+	defer oc.Close()
+	_ = oc.SetDeadline(time.Now().Add(2 * ioTimeout))
+	r.Header.Del("Proxy-Authorization")
+	if err := r.Write(oc); err != nil {
+		return false
+	}
+	ob := bufio.NewReader(oc)
+	resp, err := http.ReadResponse(ob, r)
+	if err != nil {
+		return false
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		var b strings.Builder
+		fmt.Fprintf(&b, "HTTP/1.1 %s\r\n", resp.Status)
+		_ = resp.Header.Write(&b)
+		b.WriteString("\r\n")
+		if _, err := io.WriteString(c, b.String()); err != nil {
+			return false
+		}
+		relay(c, br, oc, ob)
+		return false
+	}
+	if err := resp.Write(c); err != nil {
+		return false
+	}
+	return !resp.Close && !r.Close
+}
+
+// ---------------------------------------------------------------- origins and targets
+
+// startOrigin is an HTTP origin with a few behaviours by path.
+func startOrigin(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sum := sha256.Sum256(body)
+		w.Header().Set("X-Method", r.Method)
+		w.Header().Set("X-Uri", r.RequestURI)
+		w.Header().Set("X-Body-Sha256", fmt.Sprintf("%x", sum))
+		w.Header().Set("X-Body-Len", fmt.Sprint(len(body)))
+		w.Header().Set("X-Saw-Proxy-To", fmt.Sprint(len(r.Header.Values("X-Proxy-To"))))
+		fmt.Fprintf(w, "uri=%s", r.RequestURI)
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+		f := w.(http.Flusher)
+		for i := range 5 {
+			fmt.Fprintf(w, "chunk-%d;", i)
+			f.Flush()
+		}
+	})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/notmodified", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.WriteHeader(http.StatusNotModified)
+	})
+	mux.HandleFunc("/head", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "11")
+		if r.Method != http.MethodHead {
+			_, _ = io.WriteString(w, "hello world")
+		}
+	})
+	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		hj := w.(http.Hijacker)
+		c, brw, err := hj.Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, brw)
+		closeWrite(c)
+	})
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func originHost(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// startTCP serves raw TCP connections with handle; Cleanup closes everything.
+func startTCP(t *testing.T, handle func(c *net.TCPConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * ioTimeout))
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// startEcho echoes everything and half-closes after the client did.
+func startEcho(t *testing.T) string {
+	return startTCP(t, func(c *net.TCPConn) {
+		_, _ = io.Copy(c, c)
+		_ = c.CloseWrite()
+	})
+}
+
+// startSilent accepts and reads, never answering.
+func startSilent(t *testing.T) string {
+	return startTCP(t, func(c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) })
+}
+
+// openTunnel CONNECTs to target through xpt and checks the 200.
+func openTunnel(t *testing.T, addr, target, xpt string) *client {
+	t.Helper()
+	c := dialClient(t, addr)
+	r := c.roundTrip("CONNECT", connectReq(target, xpt))
+	if r.StatusCode != 200 {
+		t.Fatalf("CONNECT: status %d (Proxy-Status %q, body %q)", r.StatusCode, r.Header.Get("Proxy-Status"), r.body)
+	}
+	return c
+}
+
+// echoCheck writes msg in the tunnel and reads it back.
+func (c *client) echoCheck(msg string) {
+	c.t.Helper()
+	c.write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c.br, got); err != nil {
+		c.t.Fatalf("echo read: %v", err)
+	}
+	if string(got) != msg {
+		c.t.Fatalf("echo: got %q, want %q", got, msg)
+	}
+}
+
+// ---------------------------------------------------------------- observer
+
+type record struct {
+	kind     engine.Kind
+	method   string
+	target   string
+	upstream string
+	status   int
+	in, out  int64
+	errType  proxystatus.Type
+	detail   string
+}
+
+// obsStats is what the recorder counted.
+type obsStats struct {
+	clientsOpened, clientsClosed int
+	tunnelsOpened, tunnelsClosed int
+	dials, handshakes            int
+	poolHits, poolMisses         int
+	limits                       [engine.NumLimitReasons]int
+	up, down                     int64
+	records                      []record
+}
+
+// recorder is an engine.Observer keeping counts and copies of records.
+type recorder struct {
+	mu sync.Mutex
+	s  obsStats
+}
+
+var _ engine.Observer = (*recorder)(nil)
+
+func (r *recorder) with(f func(s *obsStats)) { r.mu.Lock(); f(&r.s); r.mu.Unlock() }
+
+func (r *recorder) ClientOpened() { r.with(func(s *obsStats) { s.clientsOpened++ }) }
+func (r *recorder) ClientClosed() { r.with(func(s *obsStats) { s.clientsClosed++ }) }
+func (r *recorder) TunnelOpened() { r.with(func(s *obsStats) { s.tunnelsOpened++ }) }
+func (r *recorder) TunnelClosed() { r.with(func(s *obsStats) { s.tunnelsClosed++ }) }
+func (r *recorder) UpstreamDialed(time.Duration, proxystatus.Type) {
+	r.with(func(s *obsStats) { s.dials++ })
+}
+func (r *recorder) UpstreamHandshake(time.Duration, proxystatus.Type) {
+	r.with(func(s *obsStats) { s.handshakes++ })
+}
+func (r *recorder) PoolUsed(hit bool) {
+	r.with(func(s *obsStats) {
+		if hit {
+			s.poolHits++
+		} else {
+			s.poolMisses++
+		}
+	})
+}
+func (r *recorder) LimitRejected(l engine.LimitReason) { r.with(func(s *obsStats) { s.limits[l]++ }) }
+func (r *recorder) Relayed(up, down int) {
+	r.with(func(s *obsStats) { s.up += int64(up); s.down += int64(down) })
+}
+func (r *recorder) Done(x *engine.Record) {
+	rc := record{
+		kind: x.Kind, method: string(x.Method), target: string(x.Target), upstream: string(x.Upstream),
+		status: x.Status, in: x.BytesIn, out: x.BytesOut, errType: x.Error, detail: x.Detail,
+	}
+	r.with(func(s *obsStats) { s.records = append(s.records, rc) })
+}
+
+func (r *recorder) snapshot() obsStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cp := r.s
+	cp.records = append([]record(nil), r.s.records...)
+	return cp
+}
+
+// eventually polls cond until it holds or waitLong passed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settled waits until every client and tunnel the engine saw was closed.
+func (r *recorder) settled(t *testing.T) obsStats {
+	t.Helper()
+	var s obsStats
+	eventually(t, "observer to balance", func() bool {
+		s = r.snapshot()
+		return s.clientsOpened == s.clientsClosed && s.tunnelsOpened == s.tunnelsClosed
+	})
+	return s
+}
