@@ -8,7 +8,6 @@ import (
 
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
-	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
 
@@ -243,10 +242,7 @@ func (s *session) startRelay() {
 	s.releaseList()
 	s.socks, s.e2e, s.authSeen = nil, nil, nil
 	paused := s.paused
-	if s.fwd != nil {
-		paused = s.fwd.paused[tunnel.Client]
-		s.fwd = nil
-	}
+	s.fwd = nil
 	s.paused = false
 	s.relay.Start(s.ls.poller, s.e.relay, s.client, s.up, paused)
 	s.afterRelay()

@@ -5,11 +5,10 @@
 // Call tree (→ on an event loop, ⇢ off the loops):
 //
 //	Engine.Start
-//	├⇢ acceptLoop        accepts clients, applies connection limits, enrolls
-//	│                    each client on an event loop
+//	├⇢ gnet loops        each accepts on its own SO_REUSEPORT listener
 //	├⇢ ticker            every 5 ms: Execute(loopState.scan) on loops with work
 //	│
-//	OnOpen(client)       → session{stateReadingHead}
+//	OnOpen(client)       → limits, then session{stateReadingHead}
 //	OnTraffic(client)    → session.readHead: Peek → httpparse.Request.Parse → Discard
 //	│  ├ CONNECT         → startDial (client paused) ⇢ dialPool: DNS, checks,
 //	│  │                   connect, TLS ⇢ EventLoop.Enroll(upstream)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/tunnel"
@@ -32,22 +33,22 @@ type Engine struct {
 
 	defaultList *httpparse.UpstreamList // parsed --default-upstream, or nil
 
-	ln        *net.TCPListener
-	addr      string
-	self      selfAddrs
-	gnet      gnet.Engine
-	booted    chan struct{}
-	loopsUp   chan struct{} // closed once an event loop ran OnOpen
-	loopsOnce sync.Once
-	done      chan error
+	addr   string
+	self   selfAddrs
+	gnet   gnet.Engine
+	booted chan struct{}
+	done   chan error
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loopState]
 
 	draining atomic.Bool
 	stopped  atomic.Bool
-	clients  atomic.Int64 // open client connections
-	tunnels  atomic.Int64 // sessions past the head (dialing, relaying, forwarding)
+	// clients counts live sessions: from accept until the client and
+	// upstream connections are both closed and every byte was delivered
+	// (a half-closed tunnel outlives gnet's client connection). The drain
+	// waits for it to reach zero.
+	clients atomic.Int64
 }
 
 // New validates cfg and returns an Engine that is not yet listening.
@@ -57,11 +58,10 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("proxyto: relay low water (%d) must be below high water (%d)", cfg.RelayLowWater, cfg.RelayHighWater)
 	}
 	e := &Engine{
-		cfg:     cfg,
-		relay:   tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater},
-		booted:  make(chan struct{}),
-		loopsUp: make(chan struct{}),
-		done:    make(chan error, 1),
+		cfg:    cfg,
+		relay:  tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater},
+		booted: make(chan struct{}),
+		done:   make(chan error, 1),
 	}
 	if cfg.DefaultUpstream != "" {
 		var l httpparse.UpstreamList
@@ -87,40 +87,39 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Start binds the client listener, starts the event loops and the accept
-// loop, and returns once clients can connect.
+// Start binds the client listener, starts the event loops, and returns once
+// clients can connect.
+//
+// gnet accepts the clients itself, each loop on its own SO_REUSEPORT
+// listener, so a new connection costs no thread hand-off. The port is first
+// reserved with a bound (not listening) socket of the same reuse group, so
+// that ":0" yields one port for all loops and no other process can take it
+// in between.
 func (e *Engine) Start() error {
 	if err := tunnel.SelfCheck(); err != nil {
 		return err
 	}
-	lc := net.ListenConfig{}
-	l, err := lc.Listen(context.Background(), "tcp", e.cfg.Listen)
+	resv, addr, err := reservePort(e.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
 	}
-	e.ln = l.(*net.TCPListener)
-	e.addr = e.ln.Addr().String()
+	defer unix.Close(resv)
+	e.addr = addr
 	e.self.init(append([]string{e.addr}, e.cfg.SelfAddrs...))
 
-	loops := e.cfg.Loops
 	opts := []gnet.Option{
+		gnet.WithReusePort(true),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{e.cfg.Logf}),
-		// Register is called from the accept loop while gnet's own acceptor
-		// may pick loops too: RoundRobin is not safe for that.
-		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
-	if loops > 0 {
-		opts = append(opts, gnet.WithNumEventLoop(loops))
+	if e.cfg.Loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(e.cfg.Loops))
 	} else {
 		opts = append(opts, gnet.WithMulticore(true))
 	}
 	go func() {
-		// gnet needs a listener of its own; clients never reach it (the
-		// engine accepts on e.ln and enrolls them), and anything that does
-		// connect to it is closed in OnOpen.
-		err := gnet.Run(e, "tcp://127.0.0.1:0", opts...)
+		err := gnet.Run(e, "tcp://"+addr, opts...)
 		select {
 		case <-e.booted:
 		default:
@@ -134,54 +133,16 @@ func (e *Engine) Start() error {
 		}
 	}()
 	<-e.booted
-	if err := e.awaitLoops(); err != nil {
-		_ = e.ln.Close()
+	if e.gnet.Validate() != nil {
 		select {
 		case derr := <-e.done:
-			return derr
-		default:
-			return err
+			return fmt.Errorf("proxyto: listen %s: %w", addr, derr)
+		case <-time.After(5 * time.Second):
+			return errors.New("proxyto: event loops failed to start")
 		}
 	}
-	go e.acceptLoop()
 	go e.ticker()
 	return nil
-}
-
-// awaitLoops returns once gnet's event loops run. gnet calls OnBoot before
-// it creates them, and Engine.Register must not run before that: so the
-// engine connects to gnet's own placeholder listener and waits for that
-// connection's OnOpen, which only a running loop can call.
-func (e *Engine) awaitLoops() error {
-	if e.stopped.Load() || e.gnet.Validate() != nil {
-		return errors.New("proxyto: event loops failed to start")
-	}
-	fd, err := e.gnet.Dup()
-	if err != nil {
-		return fmt.Errorf("proxyto: event loops: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "gnet-listener")
-	ln, err := net.FileListener(f)
-	_ = f.Close()
-	if err != nil {
-		return fmt.Errorf("proxyto: event loops: %w", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return fmt.Errorf("proxyto: event loops: %w", err)
-	}
-	defer c.Close()
-	select {
-	case <-e.loopsUp:
-		return nil
-	case err := <-e.done:
-		e.done <- err
-		return errors.New("proxyto: event loops stopped while starting")
-	case <-time.After(10 * time.Second):
-		return errors.New("proxyto: event loops did not start")
-	}
 }
 
 // OnBoot records the gnet engine; its loops start right after.
@@ -201,15 +162,14 @@ func (e *Engine) Ready() bool { return !e.draining.Load() && !e.stopped.Load() }
 // Done yields an error if the engine stops by itself (not after Shutdown).
 func (e *Engine) Done() <-chan error { return e.done }
 
-// Shutdown drains: it stops accepting (new connections are refused), answers
-// new requests on open connections with 503, closes idle connections, and
-// waits until every in-flight request and tunnel finished or ctx ends; then
-// it stops the event loops. Safe to call once.
+// Shutdown drains: it stops accepting (the listeners are retired, so new
+// connections are refused and a TCP balancer in front moves on), answers new
+// requests on open connections with 503, closes idle connections, and waits
+// until every in-flight request and tunnel finished or ctx ends; then it
+// stops the event loops. Safe to call once.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	if e.ln != nil {
-		_ = e.ln.Close()
-	}
+	retireListeners(e.addr)
 	e.forEachLoop(func(ls *loopState) { ls.closeIdle() })
 	var err error
 	t := time.NewTicker(20 * time.Millisecond)
@@ -233,61 +193,19 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// acceptLoop accepts clients on e.ln and enrolls them on the event loops.
-// The engine owns the listener (not gnet) so that draining can close it and
-// new connections are refused, which a TCP balancer in front takes as a cue
-// to use another replica.
-func (e *Engine) acceptLoop() {
-	var delay time.Duration
-	for {
-		c, err := e.ln.AcceptTCP()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and friends: back off instead of spinning.
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay < time.Second {
-				delay *= 2
-			}
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		ip := addrPortOf(c.RemoteAddr()).Addr()
-		if reason, ok := e.limits.admit(ip); !ok {
-			e.cfg.Observer.LimitRejected(reason)
-			go refuse(c, reason)
-			continue
-		}
-		ch, err := e.gnet.Register(gnet.NewNetConnContext(gnet.NewContext(context.Background(), clientMark{ip: ip}), c))
-		if err != nil {
-			e.limits.release(ip)
-			_ = c.Close()
-			continue
-		}
-		// Registration errors are reported only on the channel; gnet's
-		// worker closes c once the descriptor is duplicated onto a loop.
-		go func() {
-			if r := <-ch; r.Err != nil {
-				e.limits.release(ip)
-			}
-		}()
-	}
-}
-
-// clientMark is the context gnet hands to OnOpen for an accepted client.
-type clientMark struct{ ip netip.Addr }
-
 // ticker drives every loop's scan: often for loops with relays to service,
 // and at least every 250 ms for deadlines.
 func (e *Engine) ticker() {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for range t.C {
+	var lastSweep time.Time
+	for tick := range t.C {
 		if e.stopped.Load() {
 			return
+		}
+		if tick.Sub(lastSweep) >= 5*time.Second {
+			lastSweep = tick
+			e.limits.sweep(tick)
 		}
 		now := time.Now().UnixNano()
 		for _, ls := range *e.loops.Load() {
@@ -315,22 +233,6 @@ func (e *Engine) forEachLoop(f func(*loopState)) {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// refuse answers a client over a limit with 429 (or 503 while draining).
-func refuse(c *net.TCPConn, reason LimitReason) {
-	resp := limitResponse(reason)
-	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_, _ = c.Write(resp)
-	_ = c.CloseWrite()
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	var buf [512]byte
-	for {
-		if _, err := c.Read(buf[:]); err != nil {
-			break
-		}
-	}
-	_ = c.Close()
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

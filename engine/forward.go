@@ -48,10 +48,10 @@ type fwdState struct {
 	respDone  bool
 	reusable  bool // the upstream connection may go back to the pool
 
-	pooled  bool // s.up came from the pool
-	retried bool
-	paused  [2]bool // tunnel.Client / tunnel.Upstream reads masked for backpressure
-	flush   bool    // closing the client once its queue drained
+	pooled   bool // s.up came from the pool
+	retried  bool
+	upPaused bool // upstream reads masked for backpressure (the client's: session.paused)
+	flush    bool // closing the client once its queue drained
 }
 
 // beginForward starts forwarding a plain-HTTP request.
@@ -114,7 +114,10 @@ func (s *session) beginForward(buf []byte, n int) {
 	s.e2e = r.AppendEndToEnd(s.e2e[:0], buf, f.upgrade, false)
 	_, _ = s.client.Discard(n)
 
-	if c := s.ls.pool.get(s.list, 0); c != nil {
+	// A client whose credentials still await Verify (bcrypt, off the loop)
+	// goes through the dial path, which runs it: a pooled connection must
+	// not let it skip that.
+	if c := s.ls.pool.get(s.list, 0, len(s.authSeen) == 0); c != nil {
 		s.e.cfg.Observer.PoolUsed(true)
 		f.pooled = true
 		s.attachUpstream(c, 0)
@@ -221,6 +224,11 @@ func (s *session) forwardClientTraffic() {
 			_, _ = s.up.Write(data[:k])
 			f.reqSent += int64(k)
 			s.moved(int64(k), 0)
+			if !f.respHead {
+				// The wait for the answer counts from the end of the
+				// request: a slow upload is not an upstream that hangs.
+				s.deadline = time.Now().Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
+			}
 		}
 		if s.client != nil {
 			_, _ = s.client.Discard(k)
@@ -292,7 +300,7 @@ func (s *session) forwardResponseHead() {
 			s.writeClient(out)
 			s.status = 101
 			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
-			s.fwd.paused = [2]bool{}
+			s.fwd.upPaused = false
 			s.startRelay()
 			return
 		}
@@ -350,7 +358,7 @@ func (s *session) writeClient(p []byte) {
 	}
 	s.headOut += int64(len(p))
 	_, _ = s.client.Write(p)
-	if s.client != nil && s.fwd.paused[tunnel.Client] {
+	if s.client != nil && s.paused {
 		_ = s.ls.poller.Pause(s.client)
 	}
 }
@@ -381,7 +389,7 @@ func (s *session) forwardResponseBody() {
 		}
 		if k > 0 {
 			_, _ = s.client.Write(data[:k])
-			if s.client != nil && f.paused[tunnel.Client] {
+			if s.client != nil && s.paused {
 				_ = s.ls.poller.Pause(s.client)
 			}
 			s.moved(0, int64(k))
@@ -417,7 +425,7 @@ func (s *session) finishExchange() {
 	if up := s.up; up != nil {
 		s.up = nil
 		if f.reusable && up.InboundBuffered() == 0 && !s.e.draining.Load() {
-			if f.paused[tunnel.Upstream] {
+			if f.upPaused {
 				_ = s.ls.poller.Resume(up)
 			}
 			s.ls.pool.put(s, up)
@@ -426,13 +434,14 @@ func (s *session) finishExchange() {
 			_ = up.Close()
 		}
 	}
-	f.paused[tunnel.Upstream] = false
+	f.upPaused = false
 	if f.closeCli || s.client == nil {
 		s.flushThenClose()
 		return
 	}
 	s.setState(stateReadingHead)
 	s.headStart = 0
+	s.status, s.headOut, s.headIn, s.errType, s.detail = 0, 0, 0, proxystatus.None, ""
 	s.deadline = time.Now().Add(s.e.cfg.IdleTimeout).UnixNano()
 	s.resumeFwd(tunnel.Client)
 	if s.client.InboundBuffered() > 0 {
@@ -519,10 +528,11 @@ func (s *session) forwardUpstreamClosed(err error) {
 // pauseFwd and resumeFwd mask a side's reads while forwarding.
 func (s *session) pauseFwd(side tunnel.Side) {
 	c := s.side(side)
-	if c == nil || s.fwd.paused[side] {
+	p := s.pausedFlag(side)
+	if c == nil || *p {
 		return
 	}
-	s.fwd.paused[side] = true
+	*p = true
 	_ = s.ls.poller.Pause(c)
 	if side == tunnel.Upstream || !s.fwd.reqDone {
 		s.ls.watch(s)
@@ -531,11 +541,20 @@ func (s *session) pauseFwd(side tunnel.Side) {
 
 func (s *session) resumeFwd(side tunnel.Side) {
 	c := s.side(side)
-	if c == nil || !s.fwd.paused[side] {
+	p := s.pausedFlag(side)
+	if c == nil || !*p {
 		return
 	}
-	s.fwd.paused[side] = false
+	*p = false
 	_ = s.ls.poller.Resume(c)
+}
+
+// pausedFlag is where a side's masked-reads state is kept.
+func (s *session) pausedFlag(side tunnel.Side) *bool {
+	if side == tunnel.Client {
+		return &s.paused
+	}
+	return &s.fwd.upPaused
 }
 
 func (s *session) side(side tunnel.Side) gnetConn {
@@ -549,6 +568,9 @@ func (s *session) side(side tunnel.Side) gnetConn {
 // a flush-then-close.
 func (s *session) forwardService() {
 	f := s.fwd
+	if f == nil {
+		return
+	}
 	if f.flush {
 		if s.client == nil || s.client.OutboundBuffered() == 0 {
 			f.flush = false
@@ -560,11 +582,11 @@ func (s *session) forwardService() {
 		return
 	}
 	lw := s.e.cfg.RelayLowWater
-	if f.paused[tunnel.Upstream] && s.client != nil && s.client.OutboundBuffered() <= lw {
+	if f.upPaused && s.client != nil && s.client.OutboundBuffered() <= lw {
 		s.resumeFwd(tunnel.Upstream)
 		s.forwardResponseBody()
 	}
-	if s.state == stateForwarding && f.paused[tunnel.Client] && !f.reqDone && s.up != nil && s.up.OutboundBuffered() <= lw {
+	if s.state == stateForwarding && s.paused && !f.reqDone && s.up != nil && s.up.OutboundBuffered() <= lw {
 		s.resumeFwd(tunnel.Client)
 		s.forwardClientTraffic()
 	}
@@ -572,7 +594,10 @@ func (s *session) forwardService() {
 
 func (s *session) forwardNeedsService() bool {
 	f := s.fwd
-	return f.flush || (s.state == stateForwarding && (f.paused[tunnel.Upstream] || (f.paused[tunnel.Client] && !f.reqDone && s.up != nil)))
+	if f == nil {
+		return false
+	}
+	return f.flush || (s.state == stateForwarding && (f.upPaused || (s.paused && !f.reqDone && s.up != nil)))
 }
 
 // moved reports body bytes forwarded.

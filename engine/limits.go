@@ -21,6 +21,9 @@ type limiter struct {
 	perIP map[netip.Addr]*ipState
 }
 
+// ipState is one client address: its open connections and its token
+// bucket. An entry outlives the address's connections while its bucket is
+// not full again, so reconnecting does not reset the rate.
 type ipState struct {
 	conns  int
 	tokens float64
@@ -63,7 +66,7 @@ func (l *limiter) release(ip netip.Addr) {
 	}
 	st.conns--
 	l.total--
-	if st.conns <= 0 {
+	if st.conns <= 0 && l.rate <= 0 {
 		delete(l.perIP, ip)
 	}
 }
@@ -77,7 +80,8 @@ func (l *limiter) allowRequest(ip netip.Addr) bool {
 	defer l.mu.Unlock()
 	st := l.perIP[ip]
 	if st == nil {
-		return true
+		st = &ipState{tokens: l.burst, last: time.Now()}
+		l.perIP[ip] = st
 	}
 	now := time.Now()
 	st.tokens += now.Sub(st.last).Seconds() * l.rate
@@ -90,6 +94,22 @@ func (l *limiter) allowRequest(ip netip.Addr) bool {
 	}
 	st.tokens--
 	return true
+}
+
+// sweep forgets addresses with no connection whose bucket has refilled.
+// The ticker calls it every few seconds when a rate is set.
+func (l *limiter) sweep(now time.Time) {
+	if l.rate <= 0 {
+		return
+	}
+	full := time.Duration(l.burst / l.rate * float64(time.Second))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ip, st := range l.perIP {
+		if st.conns <= 0 && now.Sub(st.last) >= full {
+			delete(l.perIP, ip)
+		}
+	}
 }
 
 // limitResponse is the answer to a connection refused by a limit.

@@ -52,9 +52,10 @@ func (p *upstreamPool) key(l *httpparse.UpstreamList, idx int) []byte {
 	return k
 }
 
-// get takes an idle connection for entry idx of l, or returns nil.
-func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int) gnet.Conn {
-	if p.maxIdle < 0 {
+// get takes an idle connection for entry idx of l, or returns nil (always
+// when ok is false).
+func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int, ok bool) gnet.Conn {
+	if p.maxIdle < 0 || !ok {
 		return nil
 	}
 	sc := l.Upstreams()[idx].Scheme

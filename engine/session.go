@@ -111,33 +111,34 @@ func (s *session) setState(st connState) {
 	s.state = st
 }
 
-// OnOpen is gnet's callback for a new connection: an accepted client (its
-// context is a clientMark) or a dialed upstream (an *upLink).
+// OnOpen is gnet's callback for a new connection: an accepted client (no
+// context yet) or a dialed upstream (an *upLink).
 func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	switch m := c.Context().(type) {
-	case clientMark:
-		return e.openClient(c, m)
-	case *upLink:
-		return m.s.openUpstream(c, m)
+	if l, ok := c.Context().(*upLink); ok {
+		return l.s.openUpstream(c, l)
 	}
-	// gnet's own placeholder listener: only awaitLoops connects to it.
-	e.loopsOnce.Do(func() { close(e.loopsUp) })
-	return nil, gnet.Close
+	return e.openClient(c)
 }
 
-func (e *Engine) openClient(c gnet.Conn, m clientMark) ([]byte, gnet.Action) {
-	e.clients.Add(1)
-	e.cfg.Observer.ClientOpened()
+func (e *Engine) openClient(c gnet.Conn) ([]byte, gnet.Action) {
 	ls, err := e.loopOf(c)
 	if err != nil {
 		// The start-up self-check makes this unreachable in practice.
-		e.clients.Add(-1)
-		e.cfg.Observer.ClientClosed()
-		e.limits.release(m.ip)
-		c.SetContext(nil)
 		return nil, gnet.Close
 	}
-	s := &session{e: e, ls: ls, client: c, clientIP: m.ip, clientAddr: addrPortOf(c.RemoteAddr()), idx: -1}
+	ap := addrPortOf(c.RemoteAddr())
+	ip := ap.Addr().Unmap()
+	if reason, ok := e.limits.admit(ip); !ok {
+		// Over a limit (or draining, for a connection accepted just before
+		// the listeners were retired): answer and close without a session.
+		e.cfg.Observer.LimitRejected(reason)
+		_, _ = c.Write(limitResponse(reason))
+		_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
+		return nil, gnet.Close
+	}
+	e.clients.Add(1)
+	e.cfg.Observer.ClientOpened()
+	s := &session{e: e, ls: ls, client: c, clientIP: ip, clientAddr: ap, idx: -1}
 	c.SetContext(s)
 	ls.add(s)
 	s.deadline = time.Now().Add(e.cfg.ClientHeaderTimeout).UnixNano()
@@ -236,6 +237,12 @@ func (s *session) readHead() {
 		s.headStart = time.Now().UnixNano()
 		s.deadline = s.headStart + int64(s.e.cfg.ClientHeaderTimeout)
 		s.start = time.Now()
+		// A head that fails to parse is still one request for the
+		// access log and the metrics.
+		s.kind, s.logPending = KindHTTP, true
+		s.method, s.target, s.upHost = s.method[:0], s.target[:0], s.upHost[:0]
+		s.status, s.headOut, s.headIn, s.errType, s.detail = 0, 0, 0, proxystatus.None, ""
+		s.reported = [2]int64{}
 	}
 	n, err := s.ls.req.Parse(buf)
 	if errors.Is(err, httpparse.ErrNeedMore) {
@@ -260,10 +267,6 @@ func (s *session) beginExchange(buf []byte, n int) {
 	e, r := s.e, &s.ls.req
 	s.method = append(s.method[:0], r.Method.Bytes(buf)...)
 	s.target = append(s.target[:0], r.Target.Bytes(buf)...)
-	s.status, s.errType, s.detail, s.headIn, s.headOut = 0, proxystatus.None, "", 0, 0
-	s.reported = [2]int64{}
-	s.upHost = s.upHost[:0]
-	s.logPending = true
 	if r.Connect {
 		s.kind = KindConnect
 	} else {
@@ -410,6 +413,10 @@ func (s *session) expire(now int64) {
 	switch s.state {
 	case stateReadingHead:
 		s.deadline = 0
+		if s.logPending {
+			s.errType, s.detail = proxystatus.HTTPRequestError, "client did not send a complete request head in time"
+			s.logExchange()
+		}
 		s.closeClient()
 	case stateDialing:
 		s.fail(proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time"))
@@ -447,11 +454,15 @@ func (s *session) clientClosed(err error) {
 		s.detail = "client closed before the upstream answered"
 		s.logExchange()
 		s.closeUpstream()
+	case stateReadingHead:
+		if s.logPending {
+			s.detail = "client closed in the middle of a request head"
+			s.logExchange()
+		}
 	}
 	if s.state != stateRelaying {
 		s.setState(stateClosing)
 	}
-	s.e.clients.Add(-1)
 	s.e.cfg.Observer.ClientClosed()
 	s.e.limits.release(s.clientIP)
 	s.maybeFinish()
@@ -529,6 +540,7 @@ func (s *session) maybeFinish() {
 	s.setState(stateClosed)
 	s.deadline = 0
 	s.ls.remove(s)
+	s.e.clients.Add(-1)
 }
 
 // logExchange reports the current exchange once.

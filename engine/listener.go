@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// reservePort binds (without listening) a socket to addr with SO_REUSEPORT
+// and returns it with the bound "host:port". gnet's per-loop listeners then
+// join its reuse group on that port. The caller closes the socket once they
+// are bound.
+func reservePort(addr string) (int, string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return -1, "", err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return -1, "", err
+	}
+	ip := netip.IPv6Unspecified()
+	family := unix.AF_INET6
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			ips, lerr := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+			if lerr != nil || len(ips) == 0 {
+				return -1, "", &net.AddrError{Err: "cannot resolve", Addr: host}
+			}
+			a = ips[0]
+		}
+		ip = a.Unmap()
+		if ip.Is4() {
+			family = unix.AF_INET
+		}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", os.NewSyscallError("socket", err)
+	}
+	fail := func(op string, err error) (int, string, error) {
+		_ = unix.Close(fd)
+		return -1, "", os.NewSyscallError(op, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if err := unix.Bind(fd, sockaddr(ip, uint16(p))); err != nil {
+		return fail("bind", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	bound := uint16(p)
+	switch v := sa.(type) {
+	case *unix.SockaddrInet4:
+		bound = uint16(v.Port)
+	case *unix.SockaddrInet6:
+		bound = uint16(v.Port)
+	}
+	if host == "" {
+		return fd, net.JoinHostPort("", strconv.Itoa(int(bound))), nil
+	}
+	return fd, netip.AddrPortFrom(ip, bound).String(), nil
+}
+
+func sockaddr(ip netip.Addr, port uint16) unix.Sockaddr {
+	if ip.Is4() {
+		return &unix.SockaddrInet4{Addr: ip.As4(), Port: int(port)}
+	}
+	return &unix.SockaddrInet6{Addr: ip.As16(), Port: int(port)}
+}
+
+// retireListeners makes the process stop accepting on addr's port: every
+// listening socket of this process on that port (gnet's per-loop listeners)
+// is replaced, descriptor number and all, by a listener on an ephemeral
+// loopback port that nobody connects to. Once none is left on the port, new
+// connections are refused. gnet is not told: it keeps polling nothing and,
+// at shutdown, closes the replacements. Replacing rather than closing keeps
+// the descriptor numbers valid, so no stale event or later close in gnet can
+// touch a descriptor reused by another connection.
+func retireListeners(addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return
+	}
+	want, err := strconv.Atoi(port)
+	if err != nil {
+		return
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		fd, err := strconv.Atoi(ent.Name())
+		if err != nil || fd < 3 {
+			continue
+		}
+		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		family := unix.AF_INET
+		switch v := sa.(type) {
+		case *unix.SockaddrInet4:
+			if v.Port != want {
+				continue
+			}
+		case *unix.SockaddrInet6:
+			if v.Port != want {
+				continue
+			}
+			family = unix.AF_INET6
+		default:
+			continue
+		}
+		_ = replaceWithIdleListener(fd, family)
+	}
+}
+
+// replaceWithIdleListener dup3s a fresh non-blocking listener on an
+// ephemeral loopback port over fd.
+func replaceWithIdleListener(fd, family int) error {
+	s, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+	if family == unix.AF_INET6 {
+		sa = &unix.SockaddrInet6{Addr: netip.IPv6Loopback().As16()}
+	}
+	if err := unix.Bind(s, sa); err != nil {
+		return err
+	}
+	if err := unix.Listen(s, 1); err != nil {
+		return err
+	}
+	return unix.Dup3(s, fd, unix.O_CLOEXEC)
+}
