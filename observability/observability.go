@@ -53,6 +53,11 @@ type Options struct {
 	// AccessLogSample is the fraction of access lines written, in (0,1].
 	// 0 means 1 (every line). Sampling never affects metrics.
 	AccessLogSample float64
+	// NoRequestMetrics stops the engine's per-request and per-connection
+	// metrics (process and Go runtime metrics stay). With AccessLog off too,
+	// Observer returns nil and the engine reports nothing: the baseline for
+	// measuring what observability costs.
+	NoRequestMetrics bool
 	// Version is exported as proxyto_build_info{version}. Empty means "dev".
 	Version string
 	// MaxConns is the engine's overall connection cap, exported as
@@ -73,7 +78,7 @@ type Stack struct {
 	ws      *zapcore.BufferedWriteSyncer
 	reg     *prometheus.Registry
 	metrics *metrics
-	obs     *observer
+	obs     engine.Observer
 
 	mu    sync.Mutex
 	admin *adminServer // nil until ServeAdmin
@@ -103,7 +108,12 @@ func New(o Options) (*Stack, error) {
 		ws:      ws,
 		reg:     reg,
 		metrics: m,
-		obs:     newObserver(m, log, o.AccessLog, sample),
+	}
+	switch obs := newObserver(m, log, o.AccessLog, sample); {
+	case !o.NoRequestMetrics:
+		s.obs = obs
+	case o.AccessLog:
+		s.obs = logOnly{obs}
 	}
 	return s, nil
 }

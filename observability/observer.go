@@ -121,7 +121,12 @@ func (o *observer) Done(r *engine.Record) {
 		o.m.errors[t].Inc()
 	}
 	o.m.duration[k].Observe(r.Duration.Seconds())
+	o.writeAccess(r)
+}
 
+// writeAccess writes r's access line when the access log is on, the
+// sampler keeps it and the info level is enabled.
+func (o *observer) writeAccess(r *engine.Record) {
 	if !o.access {
 		return
 	}
@@ -240,3 +245,17 @@ func redactUpstream(u []byte) []byte {
 	}
 	return u
 }
+
+// logOnly writes access lines and counts nothing (Options.NoRequestMetrics).
+type logOnly struct{ o *observer }
+
+func (logOnly) ClientOpened()                                     {}
+func (logOnly) ClientClosed()                                     {}
+func (logOnly) TunnelOpened()                                     {}
+func (logOnly) TunnelClosed()                                     {}
+func (logOnly) UpstreamDialed(time.Duration, proxystatus.Type)    {}
+func (logOnly) UpstreamHandshake(time.Duration, proxystatus.Type) {}
+func (logOnly) PoolUsed(bool)                                     {}
+func (logOnly) LimitRejected(engine.LimitReason)                  {}
+func (logOnly) Relayed(int, int)                                  {}
+func (l logOnly) Done(r *engine.Record)                           { l.o.writeAccess(r) }

@@ -42,7 +42,7 @@ type runCmd struct {
 	RelayHighWater int `default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
 	RelayLowWater  int `default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
 
-	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeat the flag; a comma is part of the password)." sep:"none"`
+	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeatable, or comma-separated; use --auth-htpasswd for passwords with commas)." sep:","`
 	AuthHtpasswd   string   `help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
 	Allow          []string `help:"Upstreams allowed (CIDR or host name; repeatable). Empty allows all not denied." sep:","`
 	Deny           []string `help:"Upstreams refused (CIDR or host name; repeatable)." sep:","`
@@ -55,17 +55,19 @@ type runCmd struct {
 	LogLevel        string  `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
 	AccessLog       bool    `default:"true" negatable:"" help:"Write one access line per request or tunnel."`
 	AccessLogSample float64 `default:"1" help:"Fraction (0..1] of access lines written, for very high rates."`
+	RequestMetrics  bool    `default:"true" negatable:"" help:"Count requests, tunnels, bytes and latencies in /metrics (--no-request-metrics with --no-access-log: observe nothing, to measure what observing costs)."`
 	Pprof           bool    `help:"Serve /debug/pprof/ on the admin listener."`
 }
 
 func (r *runCmd) Run(kctx *kong.Context) error {
 	obs, err := observability.New(observability.Options{
-		LogFormat:       r.LogFormat,
-		LogLevel:        r.LogLevel,
-		AccessLog:       r.AccessLog,
-		AccessLogSample: r.AccessLogSample,
-		Version:         version,
-		MaxConns:        r.MaxConns,
+		LogFormat:        r.LogFormat,
+		LogLevel:         r.LogLevel,
+		AccessLog:        r.AccessLog,
+		AccessLogSample:  r.AccessLogSample,
+		NoRequestMetrics: !r.RequestMetrics,
+		Version:          version,
+		MaxConns:         r.MaxConns,
 	})
 	if err != nil {
 		return err
