@@ -13,8 +13,9 @@ import (
 
 // beginConnect starts a CONNECT exchange: the target and the client's
 // end-to-end headers are copied (the Peek slice dies with this callback), the
-// head is consumed, and the client is paused until the tunnel opens; bytes it
-// sends meanwhile stay queued and are relayed after the 200.
+// head is consumed, and the dial starts. Bytes the client sends meanwhile
+// stay queued in gnet (its reads are masked on the first such read) and are
+// relayed after the 200.
 func (s *session) beginConnect(buf []byte, n int) {
 	s.e2e = s.ls.req.AppendEndToEnd(s.e2e[:0], buf, false, true)
 	_, _ = s.client.Discard(n)

@@ -134,14 +134,13 @@ func (e *Engine) dial(j *dialJob) {
 		}
 		e.cfg.Observer.UpstreamDialed(time.Since(start), proxystatus.None)
 		l := &upLink{s: j.s, gen: j.gen, idx: dt.idx, addr: targetAddr}
-		ch, err := j.el.Enroll(gnet.NewContext(ctx, l), c)
-		if err != nil {
+		// The registration's result is not awaited: waiting would cost
+		// one more thread hand-off per dial. The session hears of success
+		// in OnOpen; a failure (the engine is stopping) leaves it to its
+		// deadline.
+		if _, err := j.el.Enroll(gnet.NewContext(ctx, l), c); err != nil {
 			_ = c.Close()
 			e.post(j, proxystatus.New(proxystatus.ProxyInternalResponse, "proxyto is shutting down"))
-			return
-		}
-		if r := <-ch; r.Err != nil {
-			e.post(j, proxystatus.New(proxystatus.ProxyInternalError, "could not register the upstream connection"))
 		}
 		return
 	}

@@ -117,7 +117,8 @@ func (s *session) beginForward(buf []byte, n int) {
 	// A client whose credentials still await Verify (bcrypt, off the loop)
 	// goes through the dial path, which runs it: a pooled connection must
 	// not let it skip that.
-	if c := s.ls.pool.get(s.list, 0, len(s.authSeen) == 0); c != nil {
+	if c, pc := s.ls.pool.get(s.list, 0, len(s.authSeen) == 0); c != nil {
+		s.upPool = pc
 		s.e.cfg.Observer.PoolUsed(true)
 		f.pooled = true
 		s.attachUpstream(c, 0)

@@ -33,6 +33,7 @@ type loopState struct {
 	// callback, so sessions share them instead of carrying their own.
 	req  httpparse.Request
 	resp httpparse.Response
+	rec  Record // the access record being reported (Observer.Done keeps none)
 	// freeLists recycles X-Proxy-To lists (800 bytes each) between
 	// exchanges, so that idle sessions do not hold one.
 	freeLists []*httpparse.UpstreamList

@@ -14,24 +14,33 @@ type gnetConn = gnet.Conn
 // upstreamPool keeps idle connections to http/https upstreams per loop (a
 // gnet connection serves only its own loop), keyed by upstream address and
 // credentials, newest first. A connection enters only after a cleanly
-// finished exchange whose response allowed reuse.
+// finished exchange whose response allowed reuse. Keys stay while in use, so
+// the steady state allocates nothing; the deadline scan drops keys that have
+// been empty for a pool timeout.
 type upstreamPool struct {
-	idle    map[string][]*pooledConn
+	idle    map[string]*poolKey
 	maxIdle int
 	timeout int64
 	keyBuf  []byte
 }
 
+// poolKey is the idle list of one (upstream, credentials).
+type poolKey struct {
+	key      string
+	conns    []*pooledConn
+	lastUsed int64
+}
+
 // pooledConn is the gnet context of an idle pooled connection.
 type pooledConn struct {
 	c     gnet.Conn
-	key   string
+	pk    *poolKey
 	since int64
 	dead  bool
 }
 
 func (p *upstreamPool) init(cfg Config) {
-	p.idle = make(map[string][]*pooledConn)
+	p.idle = make(map[string]*poolKey)
 	p.maxIdle = cfg.PoolMaxIdlePerKey
 	p.timeout = int64(cfg.PoolIdleTimeout)
 }
@@ -52,90 +61,100 @@ func (p *upstreamPool) key(l *httpparse.UpstreamList, idx int) []byte {
 	return k
 }
 
-// get takes an idle connection for entry idx of l, or returns nil (always
-// when ok is false).
-func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int, ok bool) gnet.Conn {
-	if p.maxIdle < 0 || !ok {
-		return nil
-	}
+// poolable reports whether entry idx of l may use the pool at all.
+func (p *upstreamPool) poolable(l *httpparse.UpstreamList, idx int) bool {
 	sc := l.Upstreams()[idx].Scheme
-	if sc != httpparse.SchemeHTTP && sc != httpparse.SchemeHTTPS {
-		return nil
-	}
-	k := p.key(l, idx)
-	list := p.idle[string(k)]
-	for len(list) > 0 {
-		pc := list[len(list)-1]
-		list[len(list)-1] = nil
-		list = list[:len(list)-1]
-		if !pc.dead {
-			p.store(k, list)
-			pc.dead = true
-			return pc.c
-		}
-	}
-	p.store(k, list)
-	return nil
+	return p.maxIdle >= 0 && (sc == httpparse.SchemeHTTP || sc == httpparse.SchemeHTTPS)
 }
 
-func (p *upstreamPool) store(k []byte, list []*pooledConn) {
-	if len(list) == 0 {
-		delete(p.idle, string(k))
-		return
+// get takes an idle connection for entry idx of l, or returns nil (always
+// when ok is false). The entry comes back with it, for put to reuse.
+func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int, ok bool) (gnet.Conn, *pooledConn) {
+	if !ok || !p.poolable(l, idx) {
+		return nil, nil
 	}
-	p.idle[string(k)] = list
+	pk := p.idle[string(p.key(l, idx))]
+	if pk == nil {
+		return nil, nil
+	}
+	pk.lastUsed = time.Now().UnixNano()
+	for n := len(pk.conns); n > 0; n = len(pk.conns) {
+		pc := pk.conns[n-1]
+		pk.conns[n-1] = nil
+		pk.conns = pk.conns[:n-1]
+		if !pc.dead {
+			pc.dead = true
+			return pc.c, pc
+		}
+	}
+	return nil, nil
 }
 
 // put parks s's upstream connection c, or closes it when the key is full.
+// A connection that was pooled before reuses its entry, so the steady state
+// of a kept-alive upstream allocates nothing.
 func (p *upstreamPool) put(s *session, c gnet.Conn) {
-	sc := s.list.Upstreams()[s.upIdx].Scheme
-	k := p.key(s.list, s.upIdx)
-	list := p.idle[string(k)]
-	if p.maxIdle < 0 || len(list) >= p.maxIdle || (sc != httpparse.SchemeHTTP && sc != httpparse.SchemeHTTPS) {
+	if !p.poolable(s.list, s.upIdx) {
 		c.SetContext(nil)
 		_ = c.Close()
 		return
 	}
-	pc := &pooledConn{c: c, key: string(k), since: time.Now().UnixNano()}
+	k := p.key(s.list, s.upIdx)
+	pk := p.idle[string(k)]
+	if pk == nil {
+		pk = &poolKey{key: string(k)}
+		p.idle[pk.key] = pk
+	}
+	if len(pk.conns) >= p.maxIdle {
+		c.SetContext(nil)
+		_ = c.Close()
+		return
+	}
+	pc := s.upPool
+	s.upPool = nil
+	if pc == nil || pc.c != c || pc.pk != pk {
+		pc = &pooledConn{c: c, pk: pk}
+	}
+	now := time.Now().UnixNano()
+	pc.since, pc.dead, pk.lastUsed = now, false, now
 	c.SetContext(pc)
-	p.idle[pc.key] = append(list, pc)
+	pk.conns = append(pk.conns, pc)
 }
 
 // drop removes pc (closed, or expired) from the pool.
 func (p *upstreamPool) drop(pc *pooledConn) {
 	pc.dead = true
-	list := p.idle[pc.key]
+	list := pc.pk.conns
 	for i, x := range list {
 		if x == pc {
 			copy(list[i:], list[i+1:])
 			list[len(list)-1] = nil
-			list = list[:len(list)-1]
-			break
+			pc.pk.conns = list[:len(list)-1]
+			return
 		}
-	}
-	if len(list) == 0 {
-		delete(p.idle, pc.key)
-	} else {
-		p.idle[pc.key] = list
 	}
 }
 
-// expire closes connections idle longer than the pool timeout.
+// expire closes connections idle longer than the pool timeout and forgets
+// keys unused that long.
 func (p *upstreamPool) expire(now int64) {
-	for _, list := range p.idle {
-		for _, pc := range list {
+	for k, pk := range p.idle {
+		for _, pc := range pk.conns {
 			if !pc.dead && now-pc.since >= p.timeout {
 				pc.dead = true
 				_ = pc.c.Close()
 			}
+		}
+		if len(pk.conns) == 0 && now-pk.lastUsed >= p.timeout {
+			delete(p.idle, k)
 		}
 	}
 }
 
 // closeAll closes every idle connection (draining).
 func (p *upstreamPool) closeAll() {
-	for _, list := range p.idle {
-		for _, pc := range list {
+	for _, pk := range p.idle {
+		for _, pc := range pk.conns {
 			if !pc.dead {
 				pc.dead = true
 				_ = pc.c.Close()

@@ -24,7 +24,7 @@ const (
 	// → stateDialing, stateForwarding (pooled upstream), stateClosing.
 	stateReadingHead connState = iota
 	// stateDialing [transient]: the dial pool resolves and connects the
-	// upstream off the loop; the client is paused.
+	// upstream off the loop; client reads are masked once it sends more.
 	// → stateHandshake, stateClosing.
 	stateDialing
 	// stateHandshake [transient]: CONNECT, SOCKS5 or the request was sent;
@@ -76,7 +76,8 @@ type session struct {
 	upIdx    int              // which entry of list is connected
 	socks    *upstream.Socks5 // SOCKS5 handshake, while one runs
 	fwd      *fwdState        // plain-HTTP exchange state, once one ran
-	paused   bool             // client reads masked while dialing (lazily)
+	upPool   *pooledConn      // pool entry of s.up, reused when it goes back
+	paused   bool             // client reads masked (dialing, a waiting pipelined request, backpressure)
 	relay    tunnel.Relay
 	serviced bool // on ls.service
 
@@ -549,7 +550,10 @@ func (s *session) logExchange() {
 		return
 	}
 	s.logPending = false
-	r := Record{
+	// The record lives on the loop: Done is synchronous and must not keep
+	// it, so one per loop serves every exchange without an allocation.
+	r := &s.ls.rec
+	*r = Record{
 		Kind:     s.kind,
 		Client:   s.clientAddr,
 		Method:   s.method,
@@ -563,5 +567,5 @@ func (s *session) logExchange() {
 		Error:    s.errType,
 		Detail:   s.detail,
 	}
-	s.e.cfg.Observer.Done(&r)
+	s.e.cfg.Observer.Done(r)
 }

@@ -193,7 +193,7 @@ func (r *Relay) queued(s Side) int {
 	e := &r.ends[s]
 	switch {
 	case e.sink != nil:
-		return len(e.sink.pending)
+		return e.sink.queued()
 	case e.c != nil:
 		return e.c.OutboundBuffered()
 	}
@@ -237,9 +237,8 @@ func (r *Relay) OnClose(s Side, err error) {
 	if eof && r.dir[s.other()] != dirClosed {
 		// The peer may still send: keep a write-only copy of the socket and
 		// take over what gnet would drop on close.
-		pending := StealOutbound(c, nil)
 		if fd, derr := c.Dup(); derr == nil {
-			e.sink = &sink{fd: fd, pending: pending}
+			e.sink = newSink(fd, c)
 		} else {
 			e.dead = true
 		}
@@ -316,7 +315,7 @@ func (r *Relay) settle() {
 func (r *Relay) NeedsService() bool {
 	for s := range r.ends {
 		e := &r.ends[s]
-		if e.paused || e.src != nil || (e.sink != nil && len(e.sink.pending) > 0) || r.dir[s] == dirFinishing {
+		if e.paused || e.src != nil || (e.sink != nil && e.sink.queued() > 0) || r.dir[s] == dirFinishing {
 			return true
 		}
 	}

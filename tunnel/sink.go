@@ -1,8 +1,14 @@
 package tunnel
 
 import (
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 )
+
+// bufs recycles sink and source buffers between tunnels: half-closed and
+// HUP-closed tunnels are rare but come in bursts.
+var bufs bytebufferpool.Pool
 
 // sink writes one direction of a tunnel to a socket gnet no longer owns: a
 // duplicate of the descriptor of a connection that sent FIN, which gnet closed.
@@ -10,36 +16,62 @@ import (
 // shares gnet's file description); bytes the kernel does not take are kept in
 // pending and retried by flush, from Service.
 type sink struct {
-	fd      int
-	pending []byte
+	fd  int
+	buf *bytebufferpool.ByteBuffer // pending bytes; nil when none
+}
+
+// newSink takes over fd, a duplicate of c's descriptor, with the bytes gnet
+// still held for c (which its close would drop).
+func newSink(fd int, c gnet.Conn) *sink {
+	s := &sink{fd: fd}
+	if c.OutboundBuffered() > 0 {
+		s.buf = bufs.Get()
+		s.buf.B = StealOutbound(c, s.buf.B)
+	}
+	return s
+}
+
+// queued is how many bytes wait for the socket.
+func (s *sink) queued() int {
+	if s.buf == nil {
+		return 0
+	}
+	return len(s.buf.B)
 }
 
 // write sends p, queueing what the socket does not take now.
 func (s *sink) write(p []byte) error {
-	if len(s.pending) == 0 {
+	if s.queued() == 0 {
 		n, err := writeFD(s.fd, p)
 		if err != nil {
 			return err
 		}
 		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
 	}
-	s.pending = append(s.pending, p...)
+	if s.buf == nil {
+		s.buf = bufs.Get()
+	}
+	s.buf.B = append(s.buf.B, p...)
 	return nil
 }
 
-// flush sends as much of pending as the socket takes.
+// flush sends as much of the queue as the socket takes.
 func (s *sink) flush() error {
-	if len(s.pending) == 0 {
+	if s.queued() == 0 {
 		return nil
 	}
-	n, err := writeFD(s.fd, s.pending)
+	n, err := writeFD(s.fd, s.buf.B)
 	if err != nil {
 		return err
 	}
-	rest := copy(s.pending, s.pending[n:])
-	s.pending = s.pending[:rest]
-	if rest == 0 && cap(s.pending) > 64<<10 {
-		s.pending = nil // give a large burst buffer back to the GC
+	rest := copy(s.buf.B, s.buf.B[n:])
+	s.buf.B = s.buf.B[:rest]
+	if rest == 0 {
+		bufs.Put(s.buf)
+		s.buf = nil
 	}
 	return nil
 }
@@ -50,7 +82,10 @@ func (s *sink) close() {
 		_ = unix.Close(s.fd)
 		s.fd = -1
 	}
-	s.pending = nil
+	if s.buf != nil {
+		bufs.Put(s.buf)
+		s.buf = nil
+	}
 }
 
 // writeFD is write(2) that treats EAGAIN as "0 bytes taken".

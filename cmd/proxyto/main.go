@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -29,6 +30,14 @@ func (versionCmd) Run() error {
 }
 
 func main() {
+	// gnet's loops spend their idle time inside epoll_wait, a system call
+	// that keeps its P. With a single P (one CPU, or taskset), a goroutine
+	// the loop wakes (the dial pool) waits until sysmon takes the P back,
+	// up to 10 ms. A second P lets it run at once. GOMAXPROCS from the
+	// environment wins.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	var c cli
 	ctx := kong.Parse(&c,
 		kong.Name("proxyto"),
