@@ -75,7 +75,7 @@ type Options struct {
 // Its methods are safe for concurrent use.
 type Stack struct {
 	log     *zap.Logger
-	ws      *zapcore.BufferedWriteSyncer
+	ws      *asyncWriter
 	reg     *prometheus.Registry
 	metrics *metrics
 	obs     engine.Observer
@@ -109,7 +109,11 @@ func New(o Options) (*Stack, error) {
 		reg:     reg,
 		metrics: m,
 	}
-	switch obs := newObserver(m, log, o.AccessLog, sample); {
+	obs := newObserver(m, log, o.AccessLog, sample)
+	if f := strings.ToLower(o.LogFormat); f == "" || f == "json" {
+		obs.fastJSON = ws // JSON access lines skip zap's encoder (accessjson.go)
+	}
+	switch {
 	case !o.NoRequestMetrics:
 		s.obs = obs
 	case o.AccessLog:
@@ -205,7 +209,7 @@ func Dur(k string, v time.Duration) zap.Field { return zap.Duration(k, v) }
 func Err(err error) zap.Field { return zap.Error(err) }
 
 // newLogger builds the zap logger over a buffered syncer on o.Output.
-func newLogger(o Options) (*zap.Logger, *zapcore.BufferedWriteSyncer, error) {
+func newLogger(o Options) (*zap.Logger, *asyncWriter, error) {
 	level := zapcore.InfoLevel
 	if o.LogLevel != "" {
 		l, err := zapcore.ParseLevel(strings.ToLower(o.LogLevel))
@@ -238,7 +242,7 @@ func newLogger(o Options) (*zap.Logger, *zapcore.BufferedWriteSyncer, error) {
 	if flush <= 0 {
 		flush = time.Second
 	}
-	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(out), Size: 256 << 10, FlushInterval: flush}
+	ws := newAsyncWriter(out, flush, 8<<20)
 	core := zapcore.NewCore(enc, ws, level)
 	log := zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(os.Stderr))))
 	return log, ws, nil

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +29,13 @@ type observer struct {
 	// uint64 is below threshold (= sample × 2⁶⁴).
 	keepAll   bool
 	threshold uint64
+	// fastJSON, when set, receives access lines encoded by appendAccessJSON
+	// instead of through zap (JSON format only).
+	fastJSON *asyncWriter
 }
+
+// lineBufs recycles access-line encoding buffers.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 var _ engine.Observer = (*observer)(nil)
 
@@ -132,6 +139,16 @@ func (o *observer) writeAccess(r *engine.Record) {
 	}
 	if !o.keepAll && rand.Uint64() >= o.threshold {
 		o.m.accessDropped.Inc()
+		return
+	}
+	if o.fastJSON != nil {
+		if !o.log.Core().Enabled(zapcore.InfoLevel) {
+			return
+		}
+		bp := lineBufs.Get().(*[]byte)
+		*bp = appendAccessJSON((*bp)[:0], (*accessLine)(r), time.Now())
+		_, _ = o.fastJSON.Write(*bp)
+		lineBufs.Put(bp)
 		return
 	}
 	if ce := o.log.Check(zapcore.InfoLevel, "access"); ce != nil {
