@@ -294,7 +294,7 @@ func (s *selfAddrs) init(addrs []string) {
 func (s *selfAddrs) contains(ap netip.AddrPort) bool {
 	a := ap.Addr().Unmap()
 	for _, x := range s.exact {
-		if x.Port() == ap.Port() && (x.Addr() == a || (x.Addr().IsLoopback() && a.IsLoopback() && x.Addr().Is4() == a.Is4() && a.Is4() && x.Addr() == a)) {
+		if x.Port() == ap.Port() && x.Addr() == a {
 			return true
 		}
 	}
