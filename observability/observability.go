@@ -103,6 +103,10 @@ func New(o Options) (*Stack, error) {
 	}
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg, o.Version, o.MaxConns)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proxyto_log_lines_dropped_total",
+		Help: "Log lines dropped because more than 8 MiB were waiting to be written (a stalled stdout).",
+	}, func() float64 { return float64(ws.dropped.Load()) }))
 	s := &Stack{
 		log:     log,
 		ws:      ws,
