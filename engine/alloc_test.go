@@ -33,11 +33,19 @@ func (f *fakeConn) Discard(n int) (int, error) {
 func (f *fakeConn) InboundBuffered() int        { return len(f.in) - f.off }
 func (f *fakeConn) OutboundBuffered() int       { return 0 }
 func (f *fakeConn) Write(p []byte) (int, error) { f.written += len(p); return len(p), nil }
-func (f *fakeConn) Context() any                { return f.ctx }
-func (f *fakeConn) SetContext(v any)            { f.ctx = v }
-func (f *fakeConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (f *fakeConn) feed(b []byte)               { f.in, f.off = b, 0 }
-func (f *fakeConn) drained() bool               { return f.off == len(f.in) }
+func (f *fakeConn) Writev(bs [][]byte) (int, error) {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	f.written += n
+	return n, nil
+}
+func (f *fakeConn) Context() any         { return f.ctx }
+func (f *fakeConn) SetContext(v any)     { f.ctx = v }
+func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (f *fakeConn) feed(b []byte)        { f.in, f.off = b, 0 }
+func (f *fakeConn) drained() bool        { return f.off == len(f.in) }
 
 var (
 	benchReq = []byte("GET http://origin.test/small?x=1 HTTP/1.1\r\nHost: origin.test\r\n" +

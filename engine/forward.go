@@ -338,18 +338,63 @@ func (s *session) forwardResponseHead() {
 		}
 		out = append(out, "\r\n"...)
 		s.ls.scratch = out[:0]
-		_, _ = s.up.Discard(n)
 		s.status = st
 		f.respHead = true
 		s.lastActive = time.Now().UnixNano()
 		s.deadline = s.lastActive + int64(s.e.cfg.TunnelIdleTimeout)
-		s.writeClient(out)
+		// Body bytes that arrived with the head leave in the same write:
+		// one system call for a small response instead of two.
+		k := 0
+		if !f.respDone {
+			var err error
+			if k, err = s.takeBody(buf[n:]); err != nil {
+				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
+				return
+			}
+		}
+		s.headOut += int64(len(out))
+		if k > 0 {
+			s.ls.iov[0], s.ls.iov[1] = out, buf[n:n+k]
+			_, _ = s.client.Writev(s.ls.iov[:])
+			s.ls.iov[0], s.ls.iov[1] = nil, nil
+			s.moved(0, int64(k))
+		} else {
+			_, _ = s.client.Write(out)
+		}
+		// Discard only now: buf may be a pooled copy that Discard recycles.
+		if s.up != nil {
+			_, _ = s.up.Discard(n + k)
+		}
+		if s.client != nil && s.paused {
+			_ = s.ls.poller.Pause(s.client)
+		}
 		if f.respDone {
 			s.finishExchange()
 			return
 		}
 		s.forwardResponseBody()
 	}
+}
+
+// takeBody advances the response framing over data, the upstream's next
+// bytes, and returns how many of them belong to the body.
+func (s *session) takeBody(data []byte) (int, error) {
+	f := s.fwd
+	k := len(data)
+	switch f.resp {
+	case bodyLength:
+		if int64(k) > f.respLeft {
+			k = int(f.respLeft)
+		}
+		f.respLeft -= int64(k)
+		f.respDone = f.respLeft == 0
+	case bodyChunked:
+		var err error
+		if k, f.respDone, err = f.respChunk.Scan(data); err != nil {
+			return 0, err
+		}
+	}
+	return k, nil
 }
 
 // writeClient sends response bytes to the client.
@@ -372,21 +417,10 @@ func (s *session) forwardResponseBody() {
 		if len(data) == 0 {
 			return
 		}
-		k := len(data)
-		switch f.resp {
-		case bodyLength:
-			if int64(k) > f.respLeft {
-				k = int(f.respLeft)
-			}
-			f.respLeft -= int64(k)
-			f.respDone = f.respLeft == 0
-		case bodyChunked:
-			var err error
-			k, f.respDone, err = f.respChunk.Scan(data)
-			if err != nil {
-				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
-				return
-			}
+		k, err := s.takeBody(data)
+		if err != nil {
+			s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
+			return
 		}
 		if k > 0 {
 			_, _ = s.client.Write(data[:k])

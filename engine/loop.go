@@ -33,7 +33,8 @@ type loopState struct {
 	// callback, so sessions share them instead of carrying their own.
 	req  httpparse.Request
 	resp httpparse.Response
-	rec  Record // the access record being reported (Observer.Done keeps none)
+	rec  Record    // the access record being reported (Observer.Done keeps none)
+	iov  [2][]byte // head and first body bytes of a response, written together
 	// freeLists recycles X-Proxy-To lists (800 bytes each) between
 	// exchanges, so that idle sessions do not hold one.
 	freeLists []*httpparse.UpstreamList
