@@ -430,6 +430,7 @@ func (s *session) expire(now int64) {
 			s.deadline = 0
 			s.detail = "tunnel idle timeout"
 			s.relay.Abort()
+			s.maybeFinish() // a tunnel whose connections gnet closed already ends here
 			return
 		}
 		s.deadline = s.lastActive + idle
