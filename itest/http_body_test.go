@@ -41,6 +41,7 @@ func TestHTTPRequestBodies(t *testing.T) {
 	})
 
 	t.Run("chunked with trailers", func(t *testing.T) {
+		before := len(origin.Requests())
 		c := httpDial(t, p)
 		c.WriteString(httpHead("POST "+origin.URL("/upload/chunked")+" HTTP/1.1",
 			"Host: "+origin.Addr, "X-Proxy-To: "+creds+up.Addr,
@@ -62,7 +63,8 @@ func TestHTTPRequestBodies(t *testing.T) {
 		if h.Has("Content-Length") {
 			t.Errorf("Content-Length added upstream: %q", h.Raw)
 		}
-		reqs := origin.Requests()
+		// The origin records a request after answering it: wait for it.
+		reqs := origin.WaitRequests(before+1, 30*time.Second)
 		last := reqs[len(reqs)-1]
 		if last.Framing != harness.FrameChunked {
 			t.Errorf("origin got a %v body, want chunked", last.Framing)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/proxyto/proxyto/itest/harness"
 )
@@ -94,7 +95,7 @@ func TestSocks5PlainHTTP(t *testing.T) {
 				"Proxy-Authorization: Basic Y2xpZW50OnNlY3JldA==", "X-Client: kept"))
 			httpWantOK(t, r, harness.SummaryBody("GET", "/p?q=1", nil))
 			wantSocksRequest(t, s, tc.atyp, tc.host, port)
-			reqs := origin.Requests()[before:]
+			reqs := origin.WaitRequests(before+1, 30*time.Second)[before:]
 			if len(reqs) != 1 {
 				t.Fatalf("origin received %d requests, want 1", len(reqs))
 			}
