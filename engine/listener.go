@@ -39,38 +39,57 @@ func reservePort(addr string) (int, string, error) {
 			family = unix.AF_INET
 		}
 	}
+	// First an exclusive bind (no SO_REUSEPORT): it fails while anything,
+	// another proxyto included, listens on the port, so that two processes
+	// never share a port by accident. It also picks the port for ":0".
+	probe, bound, err := bindSocket(family, ip, uint16(p), false)
+	if err != nil {
+		return -1, "", err
+	}
+	_ = unix.Close(probe)
+	fd, _, err := bindSocket(family, ip, bound, true)
+	if err != nil {
+		return -1, "", err
+	}
+	if host == "" {
+		return fd, net.JoinHostPort("", strconv.Itoa(int(bound))), nil
+	}
+	return fd, netip.AddrPortFrom(ip, bound).String(), nil
+}
+
+// bindSocket binds a TCP socket (SO_REUSEADDR, and SO_REUSEPORT when
+// reuse) to ip:port and returns it with the port bound.
+func bindSocket(family int, ip netip.Addr, port uint16, reuse bool) (int, uint16, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, "", os.NewSyscallError("socket", err)
+		return -1, 0, os.NewSyscallError("socket", err)
 	}
-	fail := func(op string, err error) (int, string, error) {
+	fail := func(op string, err error) (int, uint16, error) {
 		_ = unix.Close(fd)
-		return -1, "", os.NewSyscallError(op, err)
+		return -1, 0, os.NewSyscallError(op, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return fail("setsockopt", err)
+	if reuse {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail("setsockopt", err)
+		}
 	}
-	if err := unix.Bind(fd, sockaddr(ip, uint16(p))); err != nil {
+	if err := unix.Bind(fd, sockaddr(ip, port)); err != nil {
 		return fail("bind", err)
 	}
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
 		return fail("getsockname", err)
 	}
-	bound := uint16(p)
 	switch v := sa.(type) {
 	case *unix.SockaddrInet4:
-		bound = uint16(v.Port)
+		port = uint16(v.Port)
 	case *unix.SockaddrInet6:
-		bound = uint16(v.Port)
+		port = uint16(v.Port)
 	}
-	if host == "" {
-		return fd, net.JoinHostPort("", strconv.Itoa(int(bound))), nil
-	}
-	return fd, netip.AddrPortFrom(ip, bound).String(), nil
+	return fd, port, nil
 }
 
 func sockaddr(ip netip.Addr, port uint16) unix.Sockaddr {
