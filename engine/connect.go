@@ -68,9 +68,13 @@ func (s *session) connectAuthority() []byte {
 }
 
 // dialFailed runs on the loop when every upstream of the list failed.
-func (s *session) dialFailed(gen uint32, pe *proxystatus.Error) {
+func (s *session) dialFailed(gen uint32, tried int, pe *proxystatus.Error) {
 	if gen != s.gen || s.state != stateDialing {
 		return
+	}
+	// The access line names the upstream that failed last.
+	if ups := s.list.Upstreams(); tried < len(ups) {
+		s.upHost = ups[tried].AppendHostPort(s.upHost[:0])
 	}
 	s.fail(pe)
 }

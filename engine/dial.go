@@ -21,6 +21,7 @@ type dialJob struct {
 	targets []dialTarget
 	auth    []byte // Proxy-Authorization to Verify first (bcrypt), if any
 	resolve string // target host proxyto resolves itself (socks5), if any
+	tried   int    // index of the last upstream tried, for the access log
 }
 
 type dialTarget struct {
@@ -125,6 +126,7 @@ func (e *Engine) dial(j *dialJob) {
 	}
 	var last *proxystatus.Error
 	for _, dt := range j.targets {
+		j.tried = dt.idx
 		start := time.Now()
 		c, err := e.dialer.Dial(ctx, dt.t)
 		if err != nil {
@@ -153,7 +155,7 @@ func (e *Engine) dial(j *dialJob) {
 // post delivers a dial failure to the session's loop.
 func (e *Engine) post(j *dialJob, pe *proxystatus.Error) {
 	_ = j.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		j.s.dialFailed(j.gen, pe)
+		j.s.dialFailed(j.gen, j.tried, pe)
 		return nil
 	}))
 }

@@ -202,6 +202,9 @@ func TestInprocObserver(t *testing.T) {
 				if w.upstream {
 					wantUp = up.addr
 				}
+				if w.err == proxystatus.ConnectionRefused {
+					wantUp = deadAddr // the upstream that failed is named too
+				}
 				if r.upstream != wantUp {
 					t.Errorf("record %d: Upstream %q, want %q", i, r.upstream, wantUp)
 				}
