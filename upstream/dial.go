@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proxyto/proxyto/proxystatus"
@@ -102,6 +103,11 @@ func (d *Dialer) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
+	if isInvalidName(host) {
+		// RFC 6761 §6.4: names under "invalid." never resolve; answer at
+		// once rather than asking a DNS server.
+		return nil, proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+	}
 	r := d.Resolver
 	if r == nil {
 		r = net.DefaultResolver
@@ -172,4 +178,15 @@ func IsLinkLocalOrMetadata(a netip.Addr) bool {
 // HostPort joins host and port, bracketing IPv6 literals.
 func HostPort(host string, port uint16) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// isInvalidName reports whether host is "invalid" or ends in ".invalid"
+// (with or without a final dot), in any case.
+func isInvalidName(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	const tld = "invalid"
+	if len(host) < len(tld) || !strings.EqualFold(host[len(host)-len(tld):], tld) {
+		return false
+	}
+	return len(host) == len(tld) || host[len(host)-len(tld)-1] == '.'
 }
