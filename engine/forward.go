@@ -67,8 +67,7 @@ func (s *session) beginForward(buf []byte, n int) {
 	socks := s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5 || s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5H
 	switch r.Form {
 	case httpparse.FormAbsolute:
-		scheme := r.TargetScheme.Bytes(buf)
-		if !equalFold(scheme, "http") && (socks || !equalFold(scheme, "https")) {
+		if !r.TargetSchemeIs(buf, "http") && (socks || !r.TargetSchemeIs(buf, "https")) {
 			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "only http:// targets can be forwarded; use CONNECT for TLS"))
 			return
 		}
@@ -647,21 +646,4 @@ func upstreamAuth(dst []byte, u *httpparse.Upstream) []byte {
 	dst = append(dst, "Proxy-Authorization: "...)
 	dst = httpparse.AppendBasicAuth(dst, u.User, u.Pass)
 	return append(dst, "\r\n"...)
-}
-
-// equalFold compares ASCII case-insensitively against a lower-case literal.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -60,6 +60,12 @@ type Request struct {
 	HeadLen int // bytes of the head, final empty line included; what Parse returned
 }
 
+// TargetSchemeIs reports whether an absolute-form target's scheme is
+// lower (a lower-case literal such as "http"), case-insensitively.
+func (r *Request) TargetSchemeIs(buf []byte, lower string) bool {
+	return r.Form == FormAbsolute && equalFoldLower(r.TargetScheme.Bytes(buf), lower)
+}
+
 // Reset clears r, keeping the Headers backing array.
 func (r *Request) Reset() {
 	*r = Request{Headers: r.Headers[:0], ContentLength: -1}

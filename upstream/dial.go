@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -173,11 +172,6 @@ func IsLinkLocalOrMetadata(a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// HostPort joins host and port, bracketing IPv6 literals.
-func HostPort(host string, port uint16) string {
-	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
 
 // isInvalidName reports whether host is "invalid" or ends in ".invalid"

@@ -654,19 +654,3 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) {
 		}()
 	}
 }
-
-func TestHostPort(t *testing.T) {
-	for _, tt := range []struct {
-		host string
-		port uint16
-		want string
-	}{
-		{"example.com", 443, "example.com:443"},
-		{"127.0.0.1", 3128, "127.0.0.1:3128"},
-		{"2001:db8::1", 1080, "[2001:db8::1]:1080"},
-	} {
-		if got := upstream.HostPort(tt.host, tt.port); got != tt.want {
-			t.Errorf("HostPort(%q, %d) = %q, want %q", tt.host, tt.port, got, tt.want)
-		}
-	}
-}

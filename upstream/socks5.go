@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"errors"
 	"net/netip"
 
 	"github.com/proxyto/proxyto/proxystatus"
@@ -32,10 +31,6 @@ const (
 	socksReply               // sent CONNECT, awaiting reply
 	socksDone
 )
-
-// ErrSocksProtocol occurs when a SOCKS5 upstream answers with bytes that are
-// not RFC 1928/1929.
-var ErrSocksProtocol = errors.New("proxyto: upstream spoke no SOCKS5")
 
 // Start appends the greeting to dst.
 func (s *Socks5) Start(dst []byte) ([]byte, error) {
