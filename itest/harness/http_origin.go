@@ -51,9 +51,7 @@ type WireOrigin struct {
 	mu       sync.Mutex
 	handlers map[string]OriginHandler
 	reqs     []OriginRequest
-	open     map[net.Conn]struct{}
-	closed   bool
-	wg       sync.WaitGroup
+	set      connSet
 	changed  chan struct{}
 }
 
@@ -105,7 +103,6 @@ func StartWireOrigin(t testing.TB) *WireOrigin {
 		Addr:     ln.Addr().String(),
 		ln:       ln,
 		handlers: map[string]OriginHandler{},
-		open:     map[net.Conn]struct{}{},
 		changed:  make(chan struct{}),
 	}
 	o.handlers["/bytes"] = originBytes
@@ -123,8 +120,11 @@ func StartWireOrigin(t testing.TB) *WireOrigin {
 	}
 	o.handlers["/ws"] = originUpgradeEcho
 	o.handlers["/status/"] = StatusHandler
-	o.wg.Add(1)
-	go o.serve()
+	o.set.serve(ln, func(c net.Conn) {
+		n := int(o.accepted.Add(1))
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		o.handle(c, n)
+	})
 	t.Cleanup(o.Close)
 	return o
 }
@@ -172,51 +172,7 @@ func (o *WireOrigin) WaitRequests(n int, timeout time.Duration) []OriginRequest 
 }
 
 // Close stops the listener, closes every connection and waits for handlers.
-func (o *WireOrigin) Close() {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return
-	}
-	o.closed = true
-	o.ln.Close()
-	for c := range o.open {
-		c.Close()
-	}
-	o.mu.Unlock()
-	o.wg.Wait()
-}
-
-func (o *WireOrigin) serve() {
-	defer o.wg.Done()
-	for {
-		c, err := o.ln.Accept()
-		if err != nil {
-			return
-		}
-		n := int(o.accepted.Add(1))
-		o.mu.Lock()
-		if o.closed {
-			o.mu.Unlock()
-			c.Close()
-			return
-		}
-		o.open[c] = struct{}{}
-		o.wg.Add(1)
-		o.mu.Unlock()
-		go func() {
-			defer o.wg.Done()
-			defer func() {
-				o.mu.Lock()
-				delete(o.open, c)
-				o.mu.Unlock()
-				c.Close()
-			}()
-			c.SetDeadline(time.Now().Add(10 * time.Minute))
-			o.handle(c, n)
-		}()
-	}
-}
+func (o *WireOrigin) Close() { o.set.close(o.ln) }
 
 func (o *WireOrigin) handle(c net.Conn, n int) {
 	br := bufio.NewReaderSize(c, 64<<10)

@@ -49,9 +49,7 @@ type Socks5Server struct {
 	conns      atomic.Int64
 	mu         sync.Mutex
 	reqs       []Socks5Request
-	open       map[net.Conn]struct{}
-	closed     bool
-	wg         sync.WaitGroup
+	set        connSet
 }
 
 // StartSocks5 starts a Socks5Server; with auth it requires method 0x02 and
@@ -62,9 +60,12 @@ func StartSocks5(t testing.TB, auth bool, user, pass string) *Socks5Server {
 	if err != nil {
 		t.Fatalf("harness: socks5 listen: %v", err)
 	}
-	s := &Socks5Server{Addr: ln.Addr().String(), user: user, pass: pass, auth: auth, ln: ln, open: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go s.serve()
+	s := &Socks5Server{Addr: ln.Addr().String(), user: user, pass: pass, auth: auth, ln: ln}
+	s.set.serve(ln, func(c net.Conn) {
+		s.conns.Add(1)
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		s.handle(c)
+	})
 	t.Cleanup(s.Close)
 	return s
 }
@@ -81,59 +82,7 @@ func (s *Socks5Server) Requests() []Socks5Request {
 }
 
 // Close stops the listener, closes every connection and waits.
-func (s *Socks5Server) Close() {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.closed = true
-	s.ln.Close()
-	for c := range s.open {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *Socks5Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.open[c] = struct{}{}
-	return true
-}
-
-func (s *Socks5Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.open, c)
-	s.mu.Unlock()
-}
-
-func (s *Socks5Server) serve() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.conns.Add(1)
-		if !s.track(c) {
-			c.Close()
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Minute))
-			s.handle(c)
-		}()
-	}
-}
+func (s *Socks5Server) Close() { s.set.close(s.ln) }
 
 func (s *Socks5Server) record(r Socks5Request) {
 	s.mu.Lock()
@@ -239,11 +188,11 @@ func (s *Socks5Server) handle(c net.Conn) {
 		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0}) // connection refused
 		return
 	}
-	if !s.track(t) {
+	if !s.set.track(t) {
 		t.Close()
 		return
 	}
-	defer s.untrack(t)
+	defer s.set.untrack(t)
 	defer t.Close()
 	la := t.LocalAddr().(*net.TCPAddr)
 	rep := []byte{5, 0, 0, Socks5AtypIPv4}

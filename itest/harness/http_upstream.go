@@ -74,9 +74,7 @@ type WireUpstream struct {
 	conns   atomic.Int64
 	mu      sync.Mutex
 	heads   []UpstreamHead
-	open    map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	set     connSet
 	changed chan struct{}
 }
 
@@ -94,14 +92,22 @@ func StartWireUpstream(t testing.TB, opt WireUpstreamOptions) *WireUpstream {
 	if err != nil {
 		t.Fatalf("harness: wire upstream listen: %v", err)
 	}
-	u := &WireUpstream{Addr: ln.Addr().String(), opt: opt, ln: ln, open: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	u := &WireUpstream{Addr: ln.Addr().String(), opt: opt, ln: ln, changed: make(chan struct{})}
 	u.mode.Store(int32(opt.Mode))
 	var tlsConf *tls.Config
 	if opt.TLS != nil {
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{opt.TLS.ServerCert}, MinVersion: tls.VersionTLS12}
 	}
-	u.wg.Add(1)
-	go u.serve(tlsConf)
+	u.set.serve(ln, func(raw net.Conn) {
+		n := int(u.conns.Add(1))
+		c := raw
+		if tlsConf != nil {
+			c = tls.Server(raw, tlsConf)
+			defer c.Close()
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		u.handle(c, raw, n)
+	})
 	t.Cleanup(u.Close)
 	return u
 }
@@ -151,72 +157,10 @@ func (u *WireUpstream) URL(userinfo string) string {
 
 // DropConns closes every open connection (FIN), as an upstream does with
 // connections idle too long. New connections are still accepted.
-func (u *WireUpstream) DropConns() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for c := range u.open {
-		c.Close()
-	}
-}
+func (u *WireUpstream) DropConns() { u.set.dropAll() }
 
 // Close stops the listener, closes every connection and waits for handlers.
-func (u *WireUpstream) Close() {
-	u.mu.Lock()
-	if u.closed {
-		u.mu.Unlock()
-		return
-	}
-	u.closed = true
-	u.ln.Close()
-	for c := range u.open {
-		c.Close()
-	}
-	u.mu.Unlock()
-	u.wg.Wait()
-}
-
-func (u *WireUpstream) track(c net.Conn) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.closed {
-		return false
-	}
-	u.open[c] = struct{}{}
-	return true
-}
-
-func (u *WireUpstream) untrack(c net.Conn) {
-	u.mu.Lock()
-	delete(u.open, c)
-	u.mu.Unlock()
-}
-
-func (u *WireUpstream) serve(tlsConf *tls.Config) {
-	defer u.wg.Done()
-	for {
-		raw, err := u.ln.Accept()
-		if err != nil {
-			return
-		}
-		n := int(u.conns.Add(1))
-		c := raw
-		if tlsConf != nil {
-			c = tls.Server(raw, tlsConf)
-		}
-		if !u.track(c) {
-			c.Close()
-			return
-		}
-		u.wg.Add(1)
-		go func() {
-			defer u.wg.Done()
-			defer u.untrack(c)
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Minute))
-			u.handle(c, raw, n)
-		}()
-	}
-}
+func (u *WireUpstream) Close() { u.set.close(u.ln) }
 
 func (u *WireUpstream) record(n int, h *WireHead) {
 	u.mu.Lock()
@@ -242,7 +186,7 @@ func (u *WireUpstream) handle(c, raw net.Conn, n int) {
 	origins := map[string]*originLink{}
 	defer func() {
 		for _, l := range origins {
-			u.untrack(l.c)
+			u.set.untrack(l.c)
 			l.c.Close()
 		}
 	}()
@@ -300,11 +244,11 @@ func (u *WireUpstream) connect(c net.Conn, br *bufio.Reader, target string) {
 		wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the target")
 		return
 	}
-	if !u.track(t) {
+	if !u.set.track(t) {
 		t.Close()
 		return
 	}
-	defer u.untrack(t)
+	defer u.set.untrack(t)
 	defer t.Close()
 	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n"+ExitIPHeader+"\r\n\r\n"); err != nil {
 		return
@@ -346,7 +290,7 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 			wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the origin")
 			return false
 		}
-		if !u.track(oc) {
+		if !u.set.track(oc) {
 			oc.Close()
 			return false
 		}
@@ -354,7 +298,7 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 		ol = &originLink{c: oc, br: bufio.NewReaderSize(oc, 64<<10)}
 		origins[host] = ol
 	}
-	drop := func() { u.untrack(ol.c); ol.c.Close(); delete(origins, host) }
+	drop := func() { u.set.untrack(ol.c); ol.c.Close(); delete(origins, host) }
 	if _, err := io.WriteString(ol.c, out.String()); err != nil {
 		drop()
 		wireStatus(c, 502, "Bad Gateway", "", "origin connection failed")
@@ -387,7 +331,7 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 				return false
 			}
 			delete(origins, host)
-			defer u.untrack(ol.c)
+			defer u.set.untrack(ol.c)
 			defer ol.c.Close()
 			wireRelay(c, br, ol.c, ol.br)
 			return false

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -178,10 +177,7 @@ type RawOrigin struct {
 	ln       net.Listener
 	accepted atomic.Int64
 	results  chan RawResult
-	mu       sync.Mutex
-	open     map[net.Conn]struct{}
-	closed   bool
-	wg       sync.WaitGroup
+	set      connSet
 }
 
 func startRaw(t testing.TB, handle func(c *net.TCPConn, o *RawOrigin)) *RawOrigin {
@@ -190,56 +186,17 @@ func startRaw(t testing.TB, handle func(c *net.TCPConn, o *RawOrigin)) *RawOrigi
 	if err != nil {
 		t.Fatalf("harness: raw origin listen: %v", err)
 	}
-	o := &RawOrigin{Addr: ln.Addr().String(), ln: ln, results: make(chan RawResult, 1024), open: map[net.Conn]struct{}{}}
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			o.accepted.Add(1)
-			o.mu.Lock()
-			if o.closed {
-				o.mu.Unlock()
-				c.Close()
-				return
-			}
-			o.open[c] = struct{}{}
-			o.wg.Add(1)
-			o.mu.Unlock()
-			go func() {
-				defer o.wg.Done()
-				defer func() {
-					o.mu.Lock()
-					delete(o.open, c)
-					o.mu.Unlock()
-					c.Close()
-				}()
-				handle(c.(*net.TCPConn), o)
-			}()
-		}
-	}()
+	o := &RawOrigin{Addr: ln.Addr().String(), ln: ln, results: make(chan RawResult, 1024)}
+	o.set.serve(ln, func(c net.Conn) {
+		o.accepted.Add(1)
+		handle(c.(*net.TCPConn), o)
+	})
 	t.Cleanup(o.Close)
 	return o
 }
 
 // Close stops the listener and closes every connection.
-func (o *RawOrigin) Close() {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return
-	}
-	o.closed = true
-	o.ln.Close()
-	for c := range o.open {
-		c.Close()
-	}
-	o.mu.Unlock()
-	o.wg.Wait()
-}
+func (o *RawOrigin) Close() { o.set.close(o.ln) }
 
 // Accepted returns the number of connections accepted so far.
 func (o *RawOrigin) Accepted() int64 { return o.accepted.Load() }

@@ -65,9 +65,7 @@ type TestUpstream struct {
 	heads     [][]byte
 	extra     []string // response header lines added to the CONNECT 200
 	early     []byte   // bytes written right after the CONNECT 200 head
-	open      map[net.Conn]struct{}
-	closed    bool
-	wg        sync.WaitGroup
+	set       connSet
 	headsCond chan struct{} // closed and replaced whenever a head is recorded
 }
 
@@ -106,7 +104,6 @@ func StartUpstream(t testing.TB, opts ...UpstreamOption) *TestUpstream {
 		Addr:      ln.Addr().String(),
 		ln:        ln,
 		extra:     []string{ExitIPHeader},
-		open:      map[net.Conn]struct{}{},
 		headsCond: make(chan struct{}),
 		transport: &http.Transport{
 			Proxy:              nil,
@@ -119,8 +116,10 @@ func StartUpstream(t testing.TB, opts ...UpstreamOption) *TestUpstream {
 	for _, o := range opts {
 		o(u)
 	}
-	u.wg.Add(1)
-	go u.serve()
+	u.set.serve(ln, func(c net.Conn) {
+		u.conns.Add(1)
+		u.handle(c)
+	})
 	t.Cleanup(u.Close)
 	return u
 }
@@ -186,56 +185,8 @@ func (u *TestUpstream) ProxyURL() string {
 // Close stops the listener, closes every open connection and waits for the
 // handlers to return.
 func (u *TestUpstream) Close() {
-	u.mu.Lock()
-	if u.closed {
-		u.mu.Unlock()
-		return
-	}
-	u.closed = true
-	u.ln.Close()
-	for c := range u.open {
-		c.Close()
-	}
-	u.mu.Unlock()
-	u.wg.Wait()
-	u.transport.CloseIdleConnections()
-}
-
-func (u *TestUpstream) track(c net.Conn) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.closed {
-		return false
-	}
-	u.open[c] = struct{}{}
-	return true
-}
-
-func (u *TestUpstream) untrack(c net.Conn) {
-	u.mu.Lock()
-	delete(u.open, c)
-	u.mu.Unlock()
-}
-
-func (u *TestUpstream) serve() {
-	defer u.wg.Done()
-	for {
-		c, err := u.ln.Accept()
-		if err != nil {
-			return
-		}
-		u.conns.Add(1)
-		if !u.track(c) {
-			c.Close()
-			return
-		}
-		u.wg.Add(1)
-		go func() {
-			defer u.wg.Done()
-			defer u.untrack(c)
-			defer c.Close()
-			u.handle(c)
-		}()
+	if u.set.close(u.ln) {
+		u.transport.CloseIdleConnections()
 	}
 }
 
@@ -342,11 +293,11 @@ func (u *TestUpstream) connect(c net.Conn, br *bufio.Reader, req *http.Request) 
 		writeStatus(c, 502, "", "upstream could not reach the target: "+err.Error())
 		return
 	}
-	if !u.track(target) {
+	if !u.set.track(target) {
 		target.Close()
 		return
 	}
-	defer u.untrack(target)
+	defer u.set.untrack(target)
 	defer target.Close()
 
 	u.mu.Lock()
