@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
 )
@@ -20,6 +21,7 @@ type fakeConn struct {
 	off     int
 	written int
 	ctx     any
+	fd      int // an idle socket, for the pool's liveness check
 }
 
 func (f *fakeConn) Peek(n int) ([]byte, error) { return f.in[f.off:], nil }
@@ -41,6 +43,7 @@ func (f *fakeConn) Writev(bs [][]byte) (int, error) {
 	f.written += n
 	return n, nil
 }
+func (f *fakeConn) Fd() int              { return f.fd }
 func (f *fakeConn) Context() any         { return f.ctx }
 func (f *fakeConn) SetContext(v any)     { f.ctx = v }
 func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
@@ -65,7 +68,12 @@ func newForwardBench(tb testing.TB) (*session, *fakeConn, *fakeConn) {
 	}
 	ls := &loopState{e: e}
 	ls.pool.init(e.cfg)
-	cli, up := &fakeConn{}, &fakeConn{}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = unix.Close(fds[0]); _ = unix.Close(fds[1]) })
+	cli, up := &fakeConn{fd: -1}, &fakeConn{fd: fds[0]}
 	s := &session{e: e, ls: ls, client: cli, idx: -1}
 	cli.ctx = s
 	var l httpparse.UpstreamList

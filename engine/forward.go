@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/valyala/bytebufferpool"
+
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
 	"github.com/proxyto/proxyto/tunnel"
@@ -48,10 +50,15 @@ type fwdState struct {
 	respDone  bool
 	reusable  bool // the upstream connection may go back to the pool
 
-	pooled   bool // s.up came from the pool
-	retried  bool
-	upPaused bool // upstream reads masked for backpressure (the client's: session.paused)
-	flush    bool // closing the client once its queue drained
+	pooled  bool // s.up came from the pool
+	retried bool
+	// replay holds the request body bytes sent on a reused connection, so
+	// that a failure before any response byte can be retried on a fresh
+	// one whatever the method; replayLost once they outgrew replayMax.
+	replay     *bytebufferpool.ByteBuffer
+	replayLost bool
+	upPaused   bool // upstream reads masked for backpressure (the client's: session.paused)
+	flush      bool // closing the client once its queue drained
 }
 
 // beginForward starts forwarding a plain-HTTP request.
@@ -61,6 +68,7 @@ func (s *session) beginForward(buf []byte, n int) {
 		s.fwd = &fwdState{}
 	}
 	f := s.fwd
+	f.dropReplay()
 	*f = fwdState{url: f.url[:0], path: f.path[:0]}
 	f.minor, f.isHead = r.Minor, r.Head
 	f.closeCli = r.WantsClose()
@@ -179,6 +187,11 @@ func (s *session) afterForwardHeadSent() {
 	s.hsStart = time.Now()
 	s.deadline = s.hsStart.Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
 	f := s.fwd
+	if f.retried && f.replay != nil {
+		// The body bytes the failed connection took go out again first.
+		_, _ = s.up.Write(f.replay.B)
+		f.dropReplay()
+	}
 	if !f.reqDone {
 		s.resumeFwd(tunnel.Client)
 		s.forwardClientTraffic()
@@ -221,6 +234,9 @@ func (s *session) forwardClientTraffic() {
 			f.reqDone = done
 		}
 		if k > 0 {
+			if f.pooled && !f.retried {
+				f.keepForReplay(data[:k])
+			}
 			_, _ = s.up.Write(data[:k])
 			f.reqSent += int64(k)
 			s.moved(int64(k), 0)
@@ -279,6 +295,9 @@ func (s *session) forwardResponseHead() {
 			return
 		}
 		st := s.ls.resp.Status
+		if f.pooled {
+			s.upPool.reused()
+		}
 		if st == 407 {
 			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPRequestDenied)
 			s.fwdFail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
@@ -450,6 +469,7 @@ func (s *session) forwardResponseBody() {
 // client connection reads its next request or closes.
 func (s *session) finishExchange() {
 	f := s.fwd
+	f.dropReplay()
 	if !f.reqDone {
 		// The upstream answered before the whole body arrived: what is left
 		// of the body is unknown ground, so neither connection is reused.
@@ -540,9 +560,15 @@ func (s *session) forwardClientClosed() {
 func (s *session) forwardUpstreamClosed(err error) {
 	f := s.fwd
 	switch {
-	case !f.respHead && f.pooled && !f.retried && f.reqSent == 0:
-		// A pooled connection the upstream had closed: retry once on a
-		// fresh one, as nothing of the request body was consumed.
+	case !f.respHead && s.headOut == 0 && f.pooled && !f.retried && !f.replayLost:
+		// A reused connection the upstream had closed: the client cannot
+		// tell this from a request that was never sent, and every body
+		// byte sent is at hand, so it goes again once, on a fresh
+		// connection, whatever the method.
+		if s.upPool != nil && s.upPool.pk != nil {
+			s.upPool.pk.closedByUpstream(s.upPool, time.Now().UnixNano())
+		}
+		s.upPool = nil
 		f.retried, f.pooled = true, false
 		s.e.cfg.Observer.PoolUsed(false)
 		s.pauseFwd(tunnel.Client)
@@ -639,6 +665,39 @@ func (s *session) moved(up, down int64) {
 	s.reported[0] += up
 	s.reported[1] += down
 	s.e.cfg.Observer.Relayed(int(up), int(down))
+}
+
+// replayMax bounds the request body kept for a retry on a fresh connection:
+// small bodies (forms, JSON, API calls) are the common case, and the bound
+// keeps a session's memory small. Larger bodies keep the old rule: a retry
+// only when nothing of the body had been sent.
+const replayMax = 64 << 10
+
+// replayBufs recycles replay buffers between exchanges.
+var replayBufs bytebufferpool.Pool
+
+// keepForReplay copies body bytes sent on a reused connection.
+func (f *fwdState) keepForReplay(p []byte) {
+	if f.replayLost {
+		return
+	}
+	if f.replay == nil {
+		f.replay = replayBufs.Get()
+	}
+	if len(f.replay.B)+len(p) > replayMax {
+		f.replayLost = true
+		f.dropReplay()
+		return
+	}
+	f.replay.B = append(f.replay.B, p...)
+}
+
+// dropReplay returns the replay buffer, if any.
+func (f *fwdState) dropReplay() {
+	if f != nil && f.replay != nil {
+		replayBufs.Put(f.replay)
+		f.replay = nil
+	}
 }
 
 // upstreamAuth appends Proxy-Authorization for u.

@@ -193,7 +193,9 @@ func TestInprocForwardPoolClosedIdle(t *testing.T) {
 			}
 			// The proxy's idle-connection timeout fires; the next request
 			// may find the connection still in the pool or already dropped.
-			eventually(t, "upstream connection idle", func() bool { return up.closeIdle() == 1 })
+			// (After a few such closes right after responses, proxyto stops
+			// pooling this upstream and closes the connection itself.)
+			eventually(t, "upstream connection idle", func() bool { return up.closeIdle() == 1 || up.open() == 0 })
 		}
 		if got := up.accepted.Load(); got != 4 {
 			t.Errorf("upstream accepted %d, want 4", got)

@@ -332,6 +332,13 @@ func (p *testProxy) closeIdle() int {
 	return n
 }
 
+// open is the number of connections the proxy has open.
+func (p *testProxy) open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
 func (p *testProxy) seenRequests() []seenReq {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -153,6 +153,7 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 		// An idle pooled connection must stay silent: anything it sends
 		// makes it unusable.
 		if pc, ok := c.Context().(*pooledConn); ok && !pc.dead {
+			pc.pk.closedByUpstream(pc, time.Now().UnixNano())
 			pc.dead = true
 			_ = c.Close()
 		}
@@ -539,6 +540,7 @@ func (s *session) maybeFinish() {
 		s.e.cfg.Observer.TunnelClosed()
 	}
 	s.releaseList()
+	s.fwd.dropReplay()
 	s.setState(stateClosed)
 	s.deadline = 0
 	s.ls.remove(s)

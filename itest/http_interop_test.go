@@ -153,3 +153,41 @@ func TestHTTPInteropGoClient(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPInteropTinyproxyMethodsInALoop: Debian's tinyproxy answers with
+// keep-alive-looking heads and closes its connection right after every
+// response. PUT, PATCH, POST, OPTIONS and DELETE with bodies on fresh client
+// connections, back to back, through it: none may fail (a stale pooled
+// connection is noticed, or the request is sent again on a fresh one).
+func TestHTTPInteropTinyproxyMethodsInALoop(t *testing.T) {
+	origin := harness.StartHTTPOrigin(t)
+	p := harness.StartProxyto(t)
+	xpt := creds + harness.StartTinyproxy(t, upUser, upPass).Addr
+	proxyURL := &url.URL{Scheme: "http", Host: p.Addr}
+	methods := []string{"PUT", "PATCH", "POST", "OPTIONS", "DELETE"}
+	const rounds = 300
+	for i := range rounds {
+		// A new Transport per request: a fresh client connection each time,
+		// as scripts and one-shot tools make them.
+		tr := &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return proxyURL, nil }, DisableCompression: true}
+		m := methods[i%len(methods)]
+		body := strings.Repeat(m+"-body;", 1+i%50)
+		req, err := http.NewRequest(m, "http://"+origin.Addr+"/echo", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Proxy-To", xpt)
+		req.Header.Set("X-Client-Header", "kept")
+		resp, err := (&http.Client{Transport: tr, Timeout: httpDeadline}).Do(req)
+		if err != nil {
+			t.Fatalf("round %d, %s: %v", i, m, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("round %d, %s: %s %q (Proxy-Status %q), read error %v", i, m, resp.Status, got, resp.Header.Get("Proxy-Status"), err)
+		}
+		checkEcho(t, string(got), m+" /echo", body)
+	}
+}
