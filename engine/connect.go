@@ -13,12 +13,18 @@ import (
 
 // beginConnect starts a CONNECT exchange: the target and the client's
 // end-to-end headers are copied (the Peek slice dies with this callback), the
-// head is consumed, and the dial starts. Bytes the client sends meanwhile
-// stay queued in gnet (its reads are masked on the first such read) and are
-// relayed after the 200.
+// head is consumed, and the dial starts. The client's reads are masked at
+// once: bytes it sends before the 200 stay queued in gnet and the socket, and
+// so does a FIN, which gnet would otherwise take for the end of the whole
+// connection. The relay starts with them after the 200 (early data, then a
+// half-close passed on to the upstream).
 func (s *session) beginConnect(buf []byte, n int) {
 	s.e2e = s.ls.req.AppendEndToEnd(s.e2e[:0], buf, false, true)
 	_, _ = s.client.Discard(n)
+	if !s.paused {
+		s.paused = true
+		_ = s.ls.poller.Pause(s.client)
+	}
 	s.startDial()
 }
 
