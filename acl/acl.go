@@ -225,7 +225,7 @@ func checkHostName(name string) string {
 func (l *List) Check(host string, addr netip.Addr) error {
 	host = normHost(host)
 	addr = addr.Unmap().WithZone("")
-	if !l.allowLinkLocal && isLinkLocalOrMetadata(host, addr) {
+	if !l.allowLinkLocal && IsLinkLocalOrMetadata(host, addr) {
 		return ErrLinkLocal
 	}
 	if addr.IsValid() && (addr.IsUnspecified() || addr.IsMulticast()) {
@@ -248,8 +248,13 @@ func normHost(h string) string {
 	return strings.TrimSuffix(h, ".")
 }
 
-// isLinkLocalOrMetadata reports the built-in refusals of rule 1.
-func isLinkLocalOrMetadata(host string, addr netip.Addr) bool {
+// IsLinkLocalOrMetadata reports the built-in refusals of rule 1: host
+// (as written, without port; "" when unknown) or addr is link-local or a
+// cloud metadata endpoint. It is the one list proxyto keeps of them; the
+// upstream dialer applies it too when no rules are configured. It does not
+// allocate.
+func IsLinkLocalOrMetadata(host string, addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
 	if addr.IsLinkLocalUnicast() {
 		return true
 	}

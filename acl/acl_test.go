@@ -195,3 +195,46 @@ func TestNewValidKinds(t *testing.T) {
 		t.Errorf("suffixes = %q", got)
 	}
 }
+
+func TestIsLinkLocalOrMetadata(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"169.254.0.1", true},
+		{"169.254.169.254", true},
+		{"169.254.255.255", true},
+		{"100.100.100.200", true},
+		{"fd00:ec2::254", true},
+		{"fe80::1", true},
+		{"fe80::1%eth0", true},
+		{"febf:ffff::1", true},
+		{"ff02::1", false},     // multicast: refused by Check as unroutable, not here
+		{"224.0.0.251", false}, // likewise
+		{"::ffff:169.254.169.254", true},
+		{"::ffff:100.100.100.200", true},
+		{"127.0.0.1", false},
+		{"10.0.0.1", false},
+		{"169.253.255.255", false},
+		{"169.255.0.0", false},
+		{"100.100.100.199", false},
+		{"100.100.100.201", false},
+		{"fd00:ec2::253", false},
+		{"fec0::1", false},
+		{"::1", false},
+		{"8.8.8.8", false},
+		{"2001:4860:4860::8888", false},
+		{"224.0.1.1", false},
+	}
+	for _, tt := range tests {
+		if got := IsLinkLocalOrMetadata("", netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("IsLinkLocalOrMetadata(%s) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+	if !IsLinkLocalOrMetadata("metadata.google.internal", netip.Addr{}) {
+		t.Error("metadata host name not refused")
+	}
+	if IsLinkLocalOrMetadata("", netip.Addr{}) {
+		t.Error("zero Addr reported link-local")
+	}
+}

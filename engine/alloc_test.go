@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
+	"github.com/proxyto/proxyto/tunnel"
 )
 
 // fakeConn is the part of gnet.Conn the forwarding path uses in its steady
@@ -58,15 +59,16 @@ var (
 		"Date: Thu, 26 Nov 2026 12:00:00 GMT\r\nServer: origin\r\n\r\n"), make([]byte, 1024)...)
 )
 
-// newForwardBench builds a session on a loop state with a pooled upstream
-// connection for the request's X-Proxy-To, without starting gnet: the steady
-// state of a kept-alive client whose upstream connection is reused.
-func newForwardBench(tb testing.TB) (*session, *fakeConn, *fakeConn) {
+// newForwardBench builds a client connection on a loop state with a pooled
+// upstream connection for the request's X-Proxy-To, without starting gnet:
+// the steady state of a kept-alive client whose upstream connection is
+// reused.
+func newForwardBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
 	e, err := New(Config{Listen: "127.0.0.1:0"})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ls := &loopState{e: e}
+	ls := &loopState{e: e, relay: tunnel.NewLoopWithoutGnet(e.relay)}
 	ls.pool.init(e.cfg)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -74,29 +76,31 @@ func newForwardBench(tb testing.TB) (*session, *fakeConn, *fakeConn) {
 	}
 	tb.Cleanup(func() { _ = unix.Close(fds[0]); _ = unix.Close(fds[1]) })
 	cli, up := &fakeConn{fd: -1}, &fakeConn{fd: fds[0]}
-	s := &session{e: e, ls: ls, client: cli, idx: -1}
-	cli.ctx = s
+	cc := &clientConn{e: e, ls: ls, idx: -1}
+	cc.end.Attach(ls.relay, cli)
+	cli.ctx = cc
 	var l httpparse.UpstreamList
 	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
 		tb.Fatal(err)
 	}
-	s.list, s.upIdx = &l, 0
-	ls.pool.put(s, up)
-	s.list = nil
-	return s, cli, up
+	uc := &upstreamConn{}
+	uc.end.Attach(ls.relay, up)
+	up.ctx = uc
+	ls.pool.put(uc, &l.Upstreams()[0])
+	return cc, uc, cli, up
 }
 
-// exchange runs one request and its response through the session.
-func exchange(tb testing.TB, s *session, cli, up *fakeConn) {
+// roundTrip runs one request and its response through the connection.
+func roundTrip(tb testing.TB, cc *clientConn, uc *upstreamConn, cli, up *fakeConn) {
 	cli.feed(benchReq)
-	s.clientTraffic()
-	if s.up != up || !cli.drained() {
-		tb.Fatalf("request not forwarded on the pooled connection (state %d)", s.state)
+	cc.traffic()
+	if cc.http == nil || cc.http.up != uc || !cli.drained() {
+		tb.Fatalf("request not forwarded on the pooled connection (client %v)", cc.st)
 	}
 	up.feed(benchResp)
-	s.upstreamTraffic()
-	if s.state != stateReadingHead || !up.drained() || s.up != nil {
-		tb.Fatalf("response not forwarded, or connection not pooled (state %d)", s.state)
+	uc.traffic()
+	if cc.st != cReadingHead || !up.drained() || cc.x != nil || uc.x != nil {
+		tb.Fatalf("response not forwarded, or connection not pooled (client %v, exchange %v)", cc.st, cc.http.st)
 	}
 }
 
@@ -105,9 +109,9 @@ func exchange(tb testing.TB, s *session, cli, up *fakeConn) {
 // and stream the response, pool the connection again, log) to zero
 // allocations per request once warm.
 func TestForwardSteadyStateAllocs(t *testing.T) {
-	s, cli, up := newForwardBench(t)
+	cc, uc, cli, up := newForwardBench(t)
 	for i := 0; i < 3; i++ { // warm: lists, header slices, scratch, key strings
-		exchange(t, s, cli, up)
+		roundTrip(t, cc, uc, cli, up)
 	}
 	tests := []struct {
 		name       string
@@ -116,7 +120,7 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 		{"keep-alive request through a pooled upstream", 0},
 	}
 	for _, tt := range tests {
-		if got := testing.AllocsPerRun(200, func() { exchange(t, s, cli, up) }); got != tt.wantAllocs {
+		if got := testing.AllocsPerRun(200, func() { roundTrip(t, cc, uc, cli, up) }); got != tt.wantAllocs {
 			t.Errorf("%s: %v allocs per request, want %v", tt.name, got, tt.wantAllocs)
 		}
 	}
@@ -128,12 +132,12 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 // BenchmarkForwardSteadyState measures the engine's own work per forwarded
 // request (no syscalls: the connections are fakes).
 func BenchmarkForwardSteadyState(b *testing.B) {
-	s, cli, up := newForwardBench(b)
-	exchange(b, s, cli, up)
+	cc, uc, cli, up := newForwardBench(b)
+	roundTrip(b, cc, uc, cli, up)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchReq) + len(benchResp)))
 	b.ResetTimer()
 	for range b.N {
-		exchange(b, s, cli, up)
+		roundTrip(b, cc, uc, cli, up)
 	}
 }

@@ -8,14 +8,100 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
+	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
+
+// Getting an upstream connection: an exchange asks the dial pool, which
+// resolves, checks and connects off the event loops (upstream.Dialer), trying
+// the entries of the upstream list in order, and enrolls the winner on the
+// exchange's loop; gnet then calls OnOpen there, and the exchange takes the
+// connection (upstreamOpened). A failure comes back as dialFailed. Pooled
+// connections (pool.go) skip all of this.
+
+// upstreams is the upstream list of one exchange, and what its dial needs.
+type upstreams struct {
+	list     *httpparse.UpstreamList
+	own      bool   // parsed from X-Proxy-To: goes back to the loop's free list
+	authSeen []byte // the client's Proxy-Authorization, to verify off the loop first
+	gen      uint32 // bumped when a dial is abandoned: its late result is dropped
+}
+
+// release gives a list parsed from X-Proxy-To back to the loop.
+func (u *upstreams) release(ls *loopState) {
+	if u.own {
+		ls.putList(u.list)
+	}
+	u.list, u.own = nil, false
+}
+
+// entry is the upstream entry idx of the list.
+func (u *upstreams) entry(idx int) *httpparse.Upstream { return &u.list.Upstreams()[idx] }
+
+// upstreamConn is the gnet context of an upstream connection, from its dial
+// (or its pool entry) until it closes: its End for the relays, its owner,
+// and its pool bookkeeping. Only its loop touches it.
+type upstreamConn struct {
+	end  tunnel.End
+	x    exchange // owner; nil while pooled
+	gen  uint32   // the owner's dial generation it answers
+	idx  int      // entry of the owner's list it connects to
+	addr []byte   // the socks5 target address proxyto resolved, if any
+
+	// While pooled.
+	pk    *poolKey
+	since int64 // unix ns it was pooled
+	dead  bool  // taken, or closed by the pool
+}
+
+// traffic handles bytes from the upstream.
+func (u *upstreamConn) traffic() {
+	if u.x == nil {
+		// An idle pooled connection must stay silent: anything it sends
+		// makes it unusable.
+		c := u.end.Conn()
+		if !u.dead {
+			u.pk.closedByUpstream(u, time.Now().UnixNano())
+			u.dead = true
+			u.end.Close()
+		}
+		_, _ = c.Discard(-1)
+		return
+	}
+	u.x.upstreamTraffic(u)
+}
+
+// closed runs in OnClose for the upstream connection.
+func (u *upstreamConn) closed(ls *loopState, err error) {
+	if u.x == nil {
+		u.end.Gone()
+		ls.pool.drop(u)
+		return
+	}
+	u.x.upstreamClosed(u, err)
+}
+
+// openUpstream runs in OnOpen for a connection a dial enrolled.
+func (e *Engine) openUpstream(c gnet.Conn, u *upstreamConn) ([]byte, gnet.Action) {
+	ls, err := e.loopOf(c)
+	if err != nil {
+		return nil, gnet.Close
+	}
+	u.end.Attach(ls.relay, c)
+	c.SetContext(u)
+	if !u.x.upstreamOpened(u) {
+		c.SetContext(nil)
+		return nil, gnet.Close
+	}
+	return nil, gnet.None
+}
 
 // dialJob is one request for an upstream connection: its failover list, in
 // order, and what must be checked off the loop first.
 type dialJob struct {
-	s       *session
+	x       exchange
 	gen     uint32
 	el      gnet.EventLoop
 	targets []dialTarget
@@ -27,6 +113,36 @@ type dialJob struct {
 type dialTarget struct {
 	idx int
 	t   upstream.Target
+}
+
+// dial hands ups to the dial pool for x, whose tunnel or request goes to
+// authority (host:port). It returns the deadline by which the dial must
+// have ended.
+func (ls *loopState) dial(x exchange, ups *upstreams, authority []byte) int64 {
+	ups.gen++
+	list := ups.list.Upstreams()
+	j := &dialJob{x: x, gen: ups.gen, el: ls.el, targets: make([]dialTarget, 0, len(list))}
+	socks := false
+	for i := range list {
+		u := &list[i]
+		j.targets = append(j.targets, dialTarget{
+			idx: i,
+			t:   upstream.Target{Host: string(u.Host), Port: u.Port, TLS: u.Scheme == httpparse.SchemeHTTPS},
+		})
+		socks = socks || u.Scheme == httpparse.SchemeSOCKS5
+	}
+	if len(ups.authSeen) > 0 {
+		j.auth = append([]byte(nil), ups.authSeen...)
+	}
+	if socks {
+		if host, _, _, ok := httpparse.SplitHostPort(authority, 0); ok {
+			j.resolve = string(host)
+		}
+	}
+	ls.e.dials.submit(ls.e, j)
+	// A dial that hangs past its own timeouts still ends here.
+	per := ls.e.cfg.DialTimeout + time.Second
+	return time.Now().Add(per * time.Duration(len(list))).UnixNano()
 }
 
 // dialPool runs dial jobs on at most n goroutines. Workers stay for a while
@@ -85,7 +201,7 @@ func (p *dialPool) work(e *Engine) {
 			p.mu.Lock()
 			p.idle--
 			p.mu.Unlock()
-			e.dial(j)
+			e.runDial(j)
 			continue
 		case <-idle.C:
 		}
@@ -98,18 +214,18 @@ func (p *dialPool) work(e *Engine) {
 			p.mu.Lock()
 			p.workers++
 			p.mu.Unlock()
-			e.dial(j)
+			e.runDial(j)
 		default:
 			return
 		}
 	}
 }
 
-// dial runs off the loops: it authenticates, then tries each upstream in
+// runDial runs off the loops: it authenticates, then tries each upstream in
 // order until one connects. Every failure here happens before any byte of
 // the request reached an upstream, so the next entry is always tried. The
-// winner is enrolled on the session's loop, where OnOpen continues.
-func (e *Engine) dial(j *dialJob) {
+// winner is enrolled on the exchange's loop, where OnOpen continues.
+func (e *Engine) runDial(j *dialJob) {
 	if j.auth != nil && !e.cfg.Auth.Verify(j.auth) {
 		e.post(j, errAuthRequired)
 		return
@@ -135,12 +251,12 @@ func (e *Engine) dial(j *dialJob) {
 			continue
 		}
 		e.cfg.Observer.UpstreamDialed(time.Since(start), proxystatus.None)
-		l := &upLink{s: j.s, gen: j.gen, idx: dt.idx, addr: targetAddr}
+		u := &upstreamConn{x: j.x, gen: j.gen, idx: dt.idx, addr: targetAddr}
 		// The registration's result is not awaited: waiting would cost
-		// one more thread hand-off per dial. The session hears of success
-		// in OnOpen; a failure (the engine is stopping) leaves it to its
-		// deadline.
-		if _, err := j.el.Enroll(gnet.NewContext(ctx, l), c); err != nil {
+		// one more thread hand-off per dial. The exchange hears of
+		// success in OnOpen; a failure (the engine is stopping) leaves
+		// it to its deadline.
+		if _, err := j.el.Enroll(gnet.NewContext(ctx, u), c); err != nil {
 			_ = c.Close()
 			e.post(j, proxystatus.New(proxystatus.ProxyInternalResponse, "proxyto is shutting down"))
 		}
@@ -152,10 +268,10 @@ func (e *Engine) dial(j *dialJob) {
 	e.post(j, last)
 }
 
-// post delivers a dial failure to the session's loop.
+// post delivers a dial failure to the exchange's loop.
 func (e *Engine) post(j *dialJob, pe *proxystatus.Error) {
 	_ = j.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		j.s.dialFailed(j.gen, j.tried, pe)
+		j.x.dialFailed(j.gen, j.tried, pe)
 		return nil
 	}))
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,15 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
+	"github.com/proxyto/proxyto/internal/gnetx"
 	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
 
-// Engine is the gateway: a gnet engine, the accept loop that feeds it, the
-// dial pool and the per-loop timers. Create it with New, then Start it.
+// Engine is the gateway: a gnet engine whose loops accept the clients, the
+// dial pool and the per-loop timers. Create it with New, then Start it; its
+// methods are safe for concurrent use.
 type Engine struct {
-	gnet.BuiltinEventEngine
-
 	cfg    Config
 	dialer upstream.Dialer
 	dials  dialPool
@@ -96,7 +95,7 @@ func New(cfg Config) (*Engine, error) {
 // that ":0" yields one port for all loops and no other process can take it
 // in between.
 func (e *Engine) Start() error {
-	if err := tunnel.SelfCheck(); err != nil {
+	if err := gnetx.SelfCheck(); err != nil {
 		return err
 	}
 	resv, addr, err := reservePort(e.cfg.Listen)
@@ -111,7 +110,7 @@ func (e *Engine) Start() error {
 		gnet.WithReusePort(true),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{e.cfg.Logf}),
+		gnet.WithLogger(gnetx.Logger{Logf: e.cfg.Logf}),
 	}
 	if e.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(e.cfg.Loops))
@@ -119,7 +118,7 @@ func (e *Engine) Start() error {
 		opts = append(opts, gnet.WithMulticore(true))
 	}
 	go func() {
-		err := gnet.Run(e, "tcp://"+addr, opts...)
+		err := gnet.Run(&handler{e: e}, "tcp://"+addr, opts...)
 		select {
 		case <-e.booted:
 		default:
@@ -145,13 +144,6 @@ func (e *Engine) Start() error {
 	return nil
 }
 
-// OnBoot records the gnet engine; its loops start right after.
-func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
-	e.gnet = eng
-	close(e.booted)
-	return gnet.None
-}
-
 // Addr is the bound client listener address ("127.0.0.1:8080").
 func (e *Engine) Addr() string { return e.addr }
 
@@ -169,7 +161,7 @@ func (e *Engine) Done() <-chan error { return e.done }
 // stops the event loops. Safe to call once.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	retireListeners(e.addr)
+	gnetx.RetireListeners(e.addr)
 	e.forEachLoop(func(ls *loopState) { ls.closeIdle() })
 	var err error
 	t := time.NewTicker(20 * time.Millisecond)
@@ -314,23 +306,9 @@ func (s *selfAddrs) contains(ap netip.AddrPort) bool {
 	return false
 }
 
-// gnetLogger passes gnet's warnings and errors to Config.Logf and drops the
-// rest, so gnet never installs its own global logger output.
-type gnetLogger struct{ logf func(string, ...any) }
-
-func (gnetLogger) Debugf(string, ...any) {}
-func (gnetLogger) Infof(string, ...any)  {}
-func (l gnetLogger) Warnf(f string, a ...any) {
-	if l.logf != nil {
-		l.logf("gnet: "+f, a...)
+// logf reports a rare operational message (Config.Logf).
+func (e *Engine) logf(format string, args ...any) {
+	if e.cfg.Logf != nil {
+		e.cfg.Logf(format, args...)
 	}
-}
-func (l gnetLogger) Errorf(f string, a ...any) {
-	if l.logf != nil {
-		l.logf("gnet: "+f, a...)
-	}
-}
-func (l gnetLogger) Fatalf(f string, a ...any) {
-	l.Errorf(f, a...)
-	os.Exit(1)
 }

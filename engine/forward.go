@@ -10,699 +10,618 @@ import (
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
 	"github.com/proxyto/proxyto/tunnel"
+	"github.com/proxyto/proxyto/upstream"
 )
 
-// Plain-HTTP forwarding: one request at a time per client connection
-// (pipelined requests wait in the client's input, paused), its body streamed
-// upstream within its framing, the response head rewritten only by dropping
-// hop-by-hop fields, and the response body streamed back within its framing.
+// A plain-HTTP exchange forwards one request: a pooled upstream connection
+// or a dial (SOCKS5 handshake first where needed), the head rewritten for
+// the upstream (upstream.Forward), the request body streamed within its
+// framing (one tunnel.Pipe), the response head forwarded with only the
+// hop-by-hop fields dropped, and its body streamed back within its framing
+// (another Pipe). Then the upstream connection goes back to the pool when
+// reusable, and the client connection reads its next request. One request
+// at a time per client connection: pipelined requests wait, paused, in the
+// client's input.
 
-// bodyKind is how a message body is delimited.
-type bodyKind uint8
+// httpExchange is the plain-HTTP exchange of a client connection, reused
+// across its keep-alive requests so that the steady state allocates nothing.
+type httpExchange struct {
+	cc  *clientConn
+	up  *upstreamConn
+	st  httpState
+	ups upstreams
 
-const (
-	bodyNone    bodyKind = iota // no body
-	bodyLength                  // Content-Length bytes
-	bodyChunked                 // chunked coding, ends with the last chunk and trailers
-	bodyClose                   // until the upstream closes (responses only)
-)
+	// The head as it goes upstream; its slices point into the buffers
+	// below, which live as long as the exchange.
+	fwd       upstream.Forward
+	url       []byte
+	path      []byte
+	authority []byte // host:port the request goes to
+	e2e       []byte
+	socks     upstream.Socks5
+	hsStart   time.Time
 
-// fwdState is the per-exchange state of a forwarded request.
-type fwdState struct {
-	url      []byte // absolute-form target sent to http/https upstreams
-	path     []byte // origin-form target sent over SOCKS5
-	minor    uint8  // client's HTTP minor version, kept on the request line
-	addHost  bool   // the client sent no Host: add one (origin-form upstream requests need it)
 	isHead   bool
 	upgrade  bool
 	closeCli bool // close the client connection after this exchange
+	hasBody  bool // the request has a body (reqFraming)
+	reusable bool // the upstream connection may go back to the pool
+	pooled   bool // up came from the pool
+	retried  bool
 
-	req      bodyKind
-	reqLeft  int64
-	reqChunk httpparse.ChunkScanner
-	reqDone  bool
-	reqSent  int64 // request body bytes sent upstream
+	reqFraming tunnel.Framing
+	reqStarted bool // reqPipe runs (the head went out)
+	reqPipe    tunnel.Pipe
+	respPipe   tunnel.Pipe
+	respUntil  bool // the response body runs until the upstream closes
 
-	respHead  bool // response head forwarded
-	resp      bodyKind
-	respLeft  int64
-	respChunk httpparse.ChunkScanner
-	respDone  bool
-	reusable  bool // the upstream connection may go back to the pool
-
-	pooled  bool // s.up came from the pool
-	retried bool
 	// replay holds the request body bytes sent on a reused connection, so
 	// that a failure before any response byte can be retried on a fresh
-	// one whatever the method; replayLost once they outgrew replayMax.
-	replay     *bytebufferpool.ByteBuffer
-	replayLost bool
-	upPaused   bool // upstream reads masked for backpressure (the client's: session.paused)
-	flush      bool // closing the client once its queue drained
-}
+	// one whatever the method.
+	replay *bytebufferpool.ByteBuffer
 
-// beginForward starts forwarding a plain-HTTP request.
-func (s *session) beginForward(buf []byte, n int) {
-	r := &s.ls.req
-	if s.fwd == nil {
-		s.fwd = &fwdState{}
-	}
-	f := s.fwd
-	f.dropReplay()
-	*f = fwdState{url: f.url[:0], path: f.path[:0]}
-	f.minor, f.isHead = r.Minor, r.Head
-	f.closeCli = r.WantsClose()
-	socks := s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5 || s.list.Upstreams()[0].Scheme == httpparse.SchemeSOCKS5H
-	switch r.Form {
-	case httpparse.FormAbsolute:
-		if !r.TargetSchemeIs(buf, "http") && (socks || !r.TargetSchemeIs(buf, "https")) {
-			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "only http:// targets can be forwarded; use CONNECT for TLS"))
-			return
-		}
-		s.fwdAuthority = append(s.fwdAuthority[:0], r.TargetAuthority.Bytes(buf)...)
-		f.url = append(f.url, r.Target.Bytes(buf)...)
-		f.path = append(f.path, r.TargetPath.Bytes(buf)...)
-		if len(f.path) == 0 {
-			f.path = append(f.path, '/')
-		} else if f.path[0] == '?' {
-			f.path = append(append(f.path[:0], '/'), r.TargetPath.Bytes(buf)...)
-		}
-		f.addHost = !r.HasHost
-	case httpparse.FormOrigin:
-		if !r.HasHost || r.Host.Len() == 0 {
-			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "origin-form request without Host"))
-			return
-		}
-		host := r.Host.Bytes(buf)
-		if _, _, _, ok := httpparse.SplitHostPort(host, 80); !ok {
-			s.fail(proxystatus.New(proxystatus.HTTPRequestError, "invalid Host header"))
-			return
-		}
-		s.fwdAuthority = append(s.fwdAuthority[:0], host...)
-		f.url = append(append(append(f.url, "http://"...), host...), r.Target.Bytes(buf)...)
-		f.path = append(f.path, r.Target.Bytes(buf)...)
-		s.target = append(s.target[:0], f.url...)
-	default:
-		s.fail(proxystatus.New(proxystatus.HTTPRequestError, "request target must be an absolute URL or a path with Host"))
-		return
-	}
-	if r.Upgrade && r.UpgradeValue.Len() > 0 {
-		f.upgrade = true
-		s.kind = KindUpgrade
-	}
-	switch {
-	case r.Chunked:
-		f.req = bodyChunked
-	case r.ContentLength > 0:
-		f.req, f.reqLeft = bodyLength, r.ContentLength
-	default:
-		f.reqDone = true
-	}
-	s.e2e = r.AppendEndToEnd(s.e2e[:0], buf, f.upgrade, false)
-	_, _ = s.client.Discard(n)
-
-	// A client whose credentials still await Verify (bcrypt, off the loop)
-	// goes through the dial path, which runs it: a pooled connection must
-	// not let it skip that.
-	if c, pc := s.ls.pool.get(s.list, 0, len(s.authSeen) == 0); c != nil {
-		s.upPool = pc
-		s.e.cfg.Observer.PoolUsed(true)
-		f.pooled = true
-		s.attachUpstream(c, 0)
-		return
-	}
-	s.e.cfg.Observer.PoolUsed(false)
-	s.startDial()
-}
-
-// attachUpstream sends the request on an upstream connection taken from
-// the pool.
-func (s *session) attachUpstream(c gnetConn, idx int) {
-	s.up = c
-	c.SetContext(s)
-	s.upIdx = idx
-	u := &s.list.Upstreams()[idx]
-	s.upHost = u.AppendHostPort(s.upHost[:0])
-	s.hsStart = time.Now()
-	out := s.appendForwardHead(s.ls.scratch[:0], u)
-	s.ls.scratch = out[:0]
-	s.headIn += int64(len(out))
-	_, _ = c.Write(out)
-	s.afterForwardHeadSent()
-}
-
-// appendForwardHead appends the request head for the upstream u (nil: the
-// SOCKS5 tunnel is open, send origin-form).
-func (s *session) appendForwardHead(dst []byte, u *httpparse.Upstream) []byte {
-	f := s.fwd
-	if u == nil {
-		u = &s.list.Upstreams()[s.upIdx]
-	}
-	socks := u.Scheme == httpparse.SchemeSOCKS5 || u.Scheme == httpparse.SchemeSOCKS5H
-	dst = append(dst, s.method...)
-	dst = append(dst, ' ')
-	if socks {
-		dst = append(dst, f.path...)
-	} else {
-		dst = append(dst, f.url...)
-	}
-	dst = append(dst, " HTTP/1."...)
-	dst = append(dst, '0'+f.minor)
-	dst = append(dst, "\r\n"...)
-	if f.addHost {
-		dst = append(dst, "Host: "...)
-		dst = append(dst, s.fwdAuthority...)
-		dst = append(dst, "\r\n"...)
-	}
-	if !socks && u.HasAuth {
-		dst = upstreamAuth(dst, u)
-	}
-	dst = append(dst, s.e2e...) // with Connection: Upgrade when upgrading
-	return append(dst, "\r\n"...)
-}
-
-// afterForwardHeadSent waits for the response and streams the request body.
-func (s *session) afterForwardHeadSent() {
-	s.setState(stateForwarding)
-	s.hsStart = time.Now()
-	s.deadline = s.hsStart.Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
-	f := s.fwd
-	if f.retried && f.replay != nil {
-		// The body bytes the failed connection took go out again first.
-		_, _ = s.up.Write(f.replay.B)
-		f.dropReplay()
-	}
-	if !f.reqDone {
-		s.resumeFwd(tunnel.Client)
-		s.forwardClientTraffic()
-	}
-}
-
-// forwardClientTraffic streams request body bytes within their framing.
-func (s *session) forwardClientTraffic() {
-	f, c := s.fwd, s.client
-	if c == nil {
-		return
-	}
-	if f.reqDone || s.up == nil {
-		// The next pipelined request (or the body before the upstream is
-		// connected) waits in gnet's buffer.
-		s.pauseFwd(tunnel.Client)
-		return
-	}
-	for !f.reqDone && s.up != nil && s.client != nil {
-		data, _ := c.Peek(-1)
-		if len(data) == 0 {
-			return
-		}
-		k := len(data)
-		switch f.req {
-		case bodyLength:
-			if int64(k) > f.reqLeft {
-				k = int(f.reqLeft)
-			}
-			f.reqLeft -= int64(k)
-			f.reqDone = f.reqLeft == 0
-		case bodyChunked:
-			var done bool
-			var err error
-			k, done, err = f.reqChunk.Scan(data)
-			if err != nil {
-				s.fwdFail(proxystatus.New(proxystatus.HTTPRequestError, "malformed chunked request body: "+parseDetail(err)))
-				return
-			}
-			f.reqDone = done
-		}
-		if k > 0 {
-			if f.pooled && !f.retried {
-				f.keepForReplay(data[:k])
-			}
-			_, _ = s.up.Write(data[:k])
-			f.reqSent += int64(k)
-			s.moved(int64(k), 0)
-			if !f.respHead {
-				// The wait for the answer counts from the end of the
-				// request: a slow upload is not an upstream that hangs.
-				s.deadline = time.Now().Add(s.e.cfg.ResponseHeaderTimeout).UnixNano()
-			}
-		}
-		if s.client != nil {
-			_, _ = s.client.Discard(k)
-		}
-		if s.up != nil && s.up.OutboundBuffered() >= s.e.cfg.RelayHighWater {
-			s.pauseFwd(tunnel.Client)
-			return
-		}
-		if k == 0 {
-			return
-		}
-	}
-	if f.reqDone {
-		s.pauseFwd(tunnel.Client)
-		if f.respDone {
-			s.finishExchange()
-		}
-	}
-}
-
-// forwardUpstreamTraffic reads the response head, then streams its body.
-func (s *session) forwardUpstreamTraffic() {
-	if !s.fwd.respHead {
-		s.forwardResponseHead()
-		return
-	}
-	s.forwardResponseBody()
-}
-
-// forwardResponseHead parses and forwards the upstream's response head
-// (and any interim 1xx heads before it).
-func (s *session) forwardResponseHead() {
-	f := s.fwd
-	for s.up != nil && !f.respHead && s.state == stateForwarding {
-		buf, _ := s.up.Peek(-1)
-		if len(buf) == 0 {
-			return
-		}
-		n, err := s.ls.resp.Parse(buf)
-		if errors.Is(err, httpparse.ErrNeedMore) {
-			if len(buf) > s.e.cfg.MaxHeaderBytes {
-				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "upstream response head too large"))
-			}
-			return
-		}
-		if err != nil {
-			s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed response from upstream"))
-			return
-		}
-		st := s.ls.resp.Status
-		if f.pooled {
-			s.upPool.reused()
-		}
-		if st == 407 {
-			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPRequestDenied)
-			s.fwdFail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
-			return
-		}
-		// proxyto speaks HTTP/1.1 to its clients whatever the upstream's
-		// version (RFC 9110 §2.5: an intermediary sends its own version);
-		// status code and reason phrase are the upstream's.
-		out := append(s.ls.scratch[:0], "HTTP/1.1 "...)
-		out = strconv.AppendInt(out, int64(st), 10)
-		out = append(out, ' ')
-		out = append(out, s.ls.resp.Reason.Bytes(buf)...)
-		out = append(out, "\r\n"...)
-		if st == 101 && f.upgrade {
-			out = s.ls.resp.AppendEndToEnd(out, buf, true) // adds Connection: Upgrade
-			out = append(out, "\r\n"...)
-			s.ls.scratch = out[:0]
-			_, _ = s.up.Discard(n)
-			s.writeClient(out)
-			s.status = 101
-			s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
-			s.fwd.upPaused = false
-			s.startRelay()
-			return
-		}
-		if st/100 == 1 {
-			// Interim answer (100 Continue, 103 Early Hints): pass it on.
-			out = s.ls.resp.AppendEndToEnd(out, buf, false)
-			out = append(out, "\r\n"...)
-			s.ls.scratch = out[:0]
-			_, _ = s.up.Discard(n)
-			s.writeClient(out)
-			continue
-		}
-		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
-		switch {
-		case s.ls.resp.NoBody(f.isHead):
-			f.resp, f.respDone = bodyNone, true
-		case s.ls.resp.Chunked:
-			f.resp = bodyChunked
-		case s.ls.resp.ContentLength >= 0:
-			f.resp, f.respLeft = bodyLength, s.ls.resp.ContentLength
-			f.respDone = f.respLeft == 0
-		default:
-			f.resp = bodyClose
-		}
-		f.reusable = !s.ls.resp.WantsClose(f.isHead)
-		if f.resp == bodyClose || s.e.draining.Load() {
-			f.closeCli = true
-		}
-		out = s.ls.resp.AppendEndToEnd(out, buf, false)
-		if f.closeCli {
-			out = append(out, "Connection: close\r\n"...)
-		} else if f.minor == 0 {
-			out = append(out, "Connection: keep-alive\r\n"...)
-		}
-		out = append(out, "\r\n"...)
-		s.ls.scratch = out[:0]
-		s.status = st
-		f.respHead = true
-		s.lastActive = time.Now().UnixNano()
-		s.deadline = s.lastActive + int64(s.e.cfg.TunnelIdleTimeout)
-		// Body bytes that arrived with the head leave in the same write:
-		// one system call for a small response instead of two.
-		k := 0
-		if !f.respDone {
-			var err error
-			if k, err = s.takeBody(buf[n:]); err != nil {
-				s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
-				return
-			}
-		}
-		s.headOut += int64(len(out))
-		if k > 0 {
-			s.ls.iov[0], s.ls.iov[1] = out, buf[n:n+k]
-			_, _ = s.client.Writev(s.ls.iov[:])
-			s.ls.iov[0], s.ls.iov[1] = nil, nil
-			s.moved(0, int64(k))
-		} else {
-			_, _ = s.client.Write(out)
-		}
-		// Discard only now: buf may be a pooled copy that Discard recycles.
-		if s.up != nil {
-			_, _ = s.up.Discard(n + k)
-		}
-		if s.client != nil && s.paused {
-			_ = s.ls.poller.Pause(s.client)
-		}
-		if f.respDone {
-			s.finishExchange()
-			return
-		}
-		s.forwardResponseBody()
-	}
-}
-
-// takeBody advances the response framing over data, the upstream's next
-// bytes, and returns how many of them belong to the body.
-func (s *session) takeBody(data []byte) (int, error) {
-	f := s.fwd
-	k := len(data)
-	switch f.resp {
-	case bodyLength:
-		if int64(k) > f.respLeft {
-			k = int(f.respLeft)
-		}
-		f.respLeft -= int64(k)
-		f.respDone = f.respLeft == 0
-	case bodyChunked:
-		var err error
-		if k, f.respDone, err = f.respChunk.Scan(data); err != nil {
-			return 0, err
-		}
-	}
-	return k, nil
-}
-
-// writeClient sends response bytes to the client.
-func (s *session) writeClient(p []byte) {
-	if s.client == nil {
-		return
-	}
-	s.headOut += int64(len(p))
-	_, _ = s.client.Write(p)
-	if s.client != nil && s.paused {
-		_ = s.ls.poller.Pause(s.client)
-	}
-}
-
-// forwardResponseBody streams response body bytes within their framing.
-func (s *session) forwardResponseBody() {
-	f := s.fwd
-	for s.up != nil && s.client != nil && !f.respDone {
-		data, _ := s.up.Peek(-1)
-		if len(data) == 0 {
-			return
-		}
-		k, err := s.takeBody(data)
-		if err != nil {
-			s.fwdFail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
-			return
-		}
-		if k > 0 {
-			_, _ = s.client.Write(data[:k])
-			if s.client != nil && s.paused {
-				_ = s.ls.poller.Pause(s.client)
-			}
-			s.moved(0, int64(k))
-			s.lastActive = time.Now().UnixNano()
-		}
-		if s.up != nil {
-			_, _ = s.up.Discard(k)
-		}
-		if s.client != nil && s.client.OutboundBuffered() >= s.e.cfg.RelayHighWater {
-			s.pauseFwd(tunnel.Upstream)
-			return
-		}
-		if k == 0 {
-			return
-		}
-	}
-	if f.respDone {
-		s.finishExchange()
-	}
-}
-
-// finishExchange ends a forwarded exchange once its response is complete:
-// the upstream connection goes back to the pool when reusable, and the
-// client connection reads its next request or closes.
-func (s *session) finishExchange() {
-	f := s.fwd
-	f.dropReplay()
-	if !f.reqDone {
-		// The upstream answered before the whole body arrived: what is left
-		// of the body is unknown ground, so neither connection is reused.
-		f.closeCli, f.reusable = true, false
-	}
-	s.logExchange()
-	if up := s.up; up != nil {
-		s.up = nil
-		if f.reusable && up.InboundBuffered() == 0 && !s.e.draining.Load() {
-			if f.upPaused {
-				_ = s.ls.poller.Resume(up)
-			}
-			s.ls.pool.put(s, up)
-		} else {
-			up.SetContext(nil)
-			_ = up.Close()
-		}
-	}
-	f.upPaused = false
-	if f.closeCli || s.client == nil {
-		s.flushThenClose()
-		return
-	}
-	s.setState(stateReadingHead)
-	s.headStart = 0
-	s.status, s.headOut, s.headIn, s.errType, s.detail = 0, 0, 0, proxystatus.None, ""
-	s.deadline = time.Now().Add(s.e.cfg.IdleTimeout).UnixNano()
-	s.resumeFwd(tunnel.Client)
-	if s.client.InboundBuffered() > 0 {
-		s.readHead()
-	}
-}
-
-// flushThenClose closes the client once everything queued for it is sent
-// (gnet's own close would drop what the socket did not take at once).
-func (s *session) flushThenClose() {
-	s.setState(stateClosing)
-	s.fwd.flush = true
-	if s.client == nil {
-		s.maybeFinish()
-		return
-	}
-	s.deadline = time.Now().Add(s.e.cfg.TunnelIdleTimeout).UnixNano()
-	if s.client.OutboundBuffered() == 0 {
-		s.fwd.flush = false
-		s.lingerClose()
-		return
-	}
-	s.ls.watch(s)
-}
-
-// fwdFail ends a forwarded exchange with an error: answered when nothing of
-// the response reached the client yet, otherwise by closing (SPEC §4).
-func (s *session) fwdFail(pe *proxystatus.Error) {
-	if s.fwd.respHead {
-		s.errType, s.detail = pe.Type, pe.Detail
-		s.logExchange()
-		s.closeUpstream()
-		s.closeClient()
-		s.setState(stateClosing)
-		return
-	}
-	s.fail(pe)
-}
-
-// forwardExpire handles a deadline while forwarding.
-func (s *session) forwardExpire(now int64) {
-	if !s.fwd.respHead {
-		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.HTTPResponseTimeout)
-		s.fwdFail(proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time"))
-		return
-	}
-	idle := int64(s.e.cfg.TunnelIdleTimeout)
-	if now-s.lastActive >= idle {
-		s.fwdFail(proxystatus.New(proxystatus.HTTPResponseTimeout, "response body stalled"))
-		return
-	}
-	s.deadline = s.lastActive + idle
-}
-
-func (s *session) forwardClientClosed() {
-	s.detail = "client closed during the exchange"
-	s.logExchange()
-	s.closeUpstream()
-}
-
-// forwardUpstreamClosed handles the upstream closing mid-exchange.
-func (s *session) forwardUpstreamClosed(err error) {
-	f := s.fwd
-	switch {
-	case !f.respHead && s.headOut == 0 && f.pooled && !f.retried && !f.replayLost:
-		// A reused connection the upstream had closed: the client cannot
-		// tell this from a request that was never sent, and every body
-		// byte sent is at hand, so it goes again once, on a fresh
-		// connection, whatever the method.
-		if s.upPool != nil && s.upPool.pk != nil {
-			s.upPool.pk.closedByUpstream(s.upPool, time.Now().UnixNano())
-		}
-		s.upPool = nil
-		f.retried, f.pooled = true, false
-		s.e.cfg.Observer.PoolUsed(false)
-		s.pauseFwd(tunnel.Client)
-		s.startDial()
-	case !f.respHead:
-		pe := proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
-		s.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), pe.Type)
-		s.fwdFail(pe)
-	case f.resp == bodyClose:
-		f.respDone = true
-		s.finishExchange()
-	case !f.respDone:
-		s.fwdFail(proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection mid-response"))
-	}
-}
-
-// pauseFwd and resumeFwd mask a side's reads while forwarding.
-func (s *session) pauseFwd(side tunnel.Side) {
-	c := s.side(side)
-	p := s.pausedFlag(side)
-	if c == nil || *p {
-		return
-	}
-	*p = true
-	_ = s.ls.poller.Pause(c)
-	if side == tunnel.Upstream || !s.fwd.reqDone {
-		s.ls.watch(s)
-	}
-}
-
-func (s *session) resumeFwd(side tunnel.Side) {
-	c := s.side(side)
-	p := s.pausedFlag(side)
-	if c == nil || !*p {
-		return
-	}
-	*p = false
-	_ = s.ls.poller.Resume(c)
-}
-
-// pausedFlag is where a side's masked-reads state is kept.
-func (s *session) pausedFlag(side tunnel.Side) *bool {
-	if side == tunnel.Client {
-		return &s.paused
-	}
-	return &s.fwd.upPaused
-}
-
-func (s *session) side(side tunnel.Side) gnetConn {
-	if side == tunnel.Client {
-		return s.client
-	}
-	return s.up
-}
-
-// forwardService resumes a paused side once its peer drained, and finishes
-// a flush-then-close.
-func (s *session) forwardService() {
-	f := s.fwd
-	if f == nil {
-		return
-	}
-	if f.flush {
-		if s.client == nil || s.client.OutboundBuffered() == 0 {
-			f.flush = false
-			s.lingerClose()
-		}
-		return
-	}
-	if s.state != stateForwarding {
-		return
-	}
-	lw := s.e.cfg.RelayLowWater
-	if f.upPaused && s.client != nil && s.client.OutboundBuffered() <= lw {
-		s.resumeFwd(tunnel.Upstream)
-		s.forwardResponseBody()
-	}
-	if s.state == stateForwarding && s.paused && !f.reqDone && s.up != nil && s.up.OutboundBuffered() <= lw {
-		s.resumeFwd(tunnel.Client)
-		s.forwardClientTraffic()
-	}
-}
-
-func (s *session) forwardNeedsService() bool {
-	f := s.fwd
-	if f == nil {
-		return false
-	}
-	return f.flush || (s.state == stateForwarding && (f.upPaused || (s.paused && !f.reqDone && s.up != nil)))
-}
-
-// moved reports body bytes forwarded.
-func (s *session) moved(up, down int64) {
-	s.reported[0] += up
-	s.reported[1] += down
-	s.e.cfg.Observer.Relayed(int(up), int(down))
+	lastActive int64
+	reported   [2]int64 // pipe counts already reported
+	isWatched  bool
 }
 
 // replayMax bounds the request body kept for a retry on a fresh connection:
 // small bodies (forms, JSON, API calls) are the common case, and the bound
-// keeps a session's memory small. Larger bodies keep the old rule: a retry
-// only when nothing of the body had been sent.
+// keeps a connection's memory small. Larger bodies keep the stricter rule: a
+// retry only when nothing of the body had been sent.
 const replayMax = 64 << 10
 
 // replayBufs recycles replay buffers between exchanges.
 var replayBufs bytebufferpool.Pool
 
-// keepForReplay copies body bytes sent on a reused connection.
-func (f *fwdState) keepForReplay(p []byte) {
-	if f.replayLost {
-		return
+// setState is the one place an exchange's state changes.
+func (x *httpExchange) setState(to httpState) {
+	if !legal(httpNext[:], x.st, to) {
+		x.cc.e.illegalTransition("http exchange", x.st, to)
+		x.cc.abort()
 	}
-	if f.replay == nil {
-		f.replay = replayBufs.Get()
-	}
-	if len(f.replay.B)+len(p) > replayMax {
-		f.replayLost = true
-		f.dropReplay()
-		return
-	}
-	f.replay.B = append(f.replay.B, p...)
+	x.st = to
 }
+
+// start begins forwarding the request whose head is buf[:n].
+func (x *httpExchange) start(buf []byte, n int, ups upstreams) {
+	cc, r := x.cc, &x.cc.ls.req
+	x.ups = ups
+	x.isHead, x.closeCli, x.upgrade = r.Head, r.WantsClose(), false
+	x.reusable, x.pooled, x.retried, x.reqStarted, x.respUntil = false, false, false, false, false
+	x.reported = [2]int64{}
+	first := x.ups.entry(0)
+	x.url, x.path = x.url[:0], x.path[:0]
+	switch r.Form {
+	case httpparse.FormAbsolute:
+		if !r.TargetSchemeIs(buf, "http") && (first.Scheme.IsSOCKS() || !r.TargetSchemeIs(buf, "https")) {
+			x.fail(proxystatus.New(proxystatus.HTTPRequestError, "only http:// targets can be forwarded; use CONNECT for TLS"))
+			return
+		}
+		x.authority = append(x.authority[:0], r.TargetAuthority.Bytes(buf)...)
+		x.url = append(x.url, r.Target.Bytes(buf)...)
+		p := r.TargetPath.Bytes(buf)
+		if len(p) == 0 || p[0] == '?' {
+			x.path = append(x.path, '/')
+		}
+		x.path = append(x.path, p...)
+	case httpparse.FormOrigin:
+		host := r.Host.Bytes(buf)
+		if !r.HasHost || len(host) == 0 {
+			x.fail(proxystatus.New(proxystatus.HTTPRequestError, "origin-form request without Host"))
+			return
+		}
+		if _, _, _, ok := httpparse.SplitHostPort(host, 80); !ok {
+			x.fail(proxystatus.New(proxystatus.HTTPRequestError, "invalid Host header"))
+			return
+		}
+		x.authority = append(x.authority[:0], host...)
+		x.url = append(append(append(x.url, "http://"...), host...), r.Target.Bytes(buf)...)
+		x.path = append(x.path, r.Target.Bytes(buf)...)
+		cc.rec.target = append(cc.rec.target[:0], x.url...)
+	default:
+		x.fail(proxystatus.New(proxystatus.HTTPRequestError, "request target must be an absolute URL or a path with Host"))
+		return
+	}
+	if r.Upgrade && r.UpgradeValue.Len() > 0 {
+		x.upgrade = true
+		cc.rec.kind = KindUpgrade
+	}
+	switch {
+	case r.Chunked:
+		x.reqFraming, x.hasBody = tunnel.Chunked(), true
+	case r.ContentLength > 0:
+		x.reqFraming, x.hasBody = tunnel.Length(r.ContentLength), true
+	default:
+		x.reqFraming, x.hasBody = tunnel.Empty(), false
+	}
+	x.e2e = r.AppendEndToEnd(x.e2e[:0], buf, x.upgrade, false)
+	x.fwd = upstream.Forward{Method: cc.rec.method, URL: x.url, Path: x.path, Minor: r.Minor,
+		AddHost: !r.HasHost, Authority: x.authority, E2E: x.e2e}
+	_, _ = cc.end.Conn().Discard(n)
+
+	// A client whose credentials still await Verify (bcrypt, off the loop)
+	// goes through the dial, which runs it: a pooled connection must not
+	// let it skip that.
+	if len(x.ups.authSeen) == 0 {
+		if u := cc.ls.pool.get(first); u != nil {
+			cc.e.cfg.Observer.PoolUsed(true)
+			x.pooled = true
+			x.attach(u, 0)
+			x.sendHead()
+			return
+		}
+	}
+	cc.e.cfg.Observer.PoolUsed(false)
+	x.dial()
+}
+
+// dial asks the dial pool for a connection. The body and any pipelined
+// request wait in gnet's buffer meanwhile (clientTraffic pauses the client
+// if it sends more).
+func (x *httpExchange) dial() {
+	x.setState(hDialing)
+	x.cc.deadline = x.cc.ls.dial(x, &x.ups, x.authority)
+}
+
+// attach makes u, connected to entry idx, the exchange's upstream.
+func (x *httpExchange) attach(u *upstreamConn, idx int) {
+	x.up, u.x, u.idx = u, x, idx
+	entry := x.ups.entry(idx)
+	x.fwd.Upstream = entry
+	x.cc.rec.upHost = entry.AppendHostPort(x.cc.rec.upHost[:0])
+}
+
+// upstreamOpened takes a dialed connection: SOCKS5 first where needed, then
+// the head.
+func (x *httpExchange) upstreamOpened(u *upstreamConn) bool {
+	cc := x.cc
+	if x.st != hDialing || u.gen != x.ups.gen || cc.end.Conn() == nil {
+		return false
+	}
+	x.attach(u, u.idx)
+	entry := x.fwd.Upstream
+	if !entry.Scheme.IsSOCKS() {
+		x.sendHead()
+		return true
+	}
+	host, port, _, _ := httpparse.SplitHostPort(x.authority, 80)
+	x.socks = upstream.Socks5{User: entry.User, Pass: entry.Pass, HasAuth: entry.HasAuth, Host: host, Port: port}
+	if entry.Scheme == httpparse.SchemeSOCKS5 && len(u.addr) > 0 {
+		x.socks.Addr = addrFromSlice(u.addr)
+	}
+	x.setState(hHandshake)
+	x.hsStart = time.Now()
+	cc.deadline = x.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+	out, _, err := x.socks.Start(cc.ls.scratch[:0])
+	cc.ls.scratch = out[:0]
+	if err != nil {
+		x.fail(upstream.Classify(err))
+		return true
+	}
+	cc.rec.headIn += int64(len(out))
+	_ = u.end.Write(out)
+	return true
+}
+
+// socksHandshake advances the SOCKS5 exchange before the head.
+func (x *httpExchange) socksHandshake() {
+	cc := x.cc
+	for x.st == hHandshake && x.up != nil && x.up.end.Conn() != nil {
+		c := x.up.end.Conn()
+		buf, _ := c.Peek(-1)
+		st, err := x.socks.Feed(buf, cc.ls.scratch[:0], nil)
+		cc.ls.scratch = st.Send[:0]
+		if err != nil {
+			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), upstream.Classify(err).Type)
+			x.fail(upstream.Classify(err))
+			return
+		}
+		if st.N == 0 {
+			return
+		}
+		_, _ = c.Discard(st.N)
+		if len(st.Send) > 0 {
+			cc.rec.headIn += int64(len(st.Send))
+			_ = x.up.end.Write(st.Send)
+		}
+		if st.Done {
+			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
+			x.sendHead()
+			return
+		}
+	}
+}
+
+// sendHead sends the request head (and, on a retry, the body bytes the
+// failed connection took), then streams the rest of the body.
+func (x *httpExchange) sendHead() {
+	cc := x.cc
+	out, _, _ := x.fwd.Start(cc.ls.scratch[:0])
+	cc.ls.scratch = out[:0]
+	cc.rec.headIn += int64(len(out))
+	// gnet copies what it cannot send at once, so scratch may be reused.
+	_ = x.up.end.Write(out)
+	if x.replay != nil && x.retried {
+		_ = x.up.end.Write(x.replay.B)
+		x.dropReplay()
+	}
+	x.setState(hSending)
+	x.hsStart = time.Now()
+	cc.deadline = x.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+	if !x.hasBody {
+		return
+	}
+	var err error
+	switch {
+	case x.reqStarted:
+		err = x.reqPipe.Retarget(&x.up.end)
+	case x.pooled:
+		x.replay = replayBufs.Get()
+		err = x.reqPipe.StartKeeping(&cc.end, &x.up.end, x.reqFraming, &x.replay.B, replayMax)
+	default:
+		err = x.reqPipe.Start(&cc.end, &x.up.end, x.reqFraming)
+	}
+	x.reqStarted = true
+	x.afterRequestBytes(err)
+}
+
+// clientTraffic streams request body bytes within their framing. The next
+// pipelined request (or the body, before the upstream is connected) waits in
+// gnet's buffer.
+func (x *httpExchange) clientTraffic() {
+	if !x.reqStarted || x.reqPipe.Ended() || x.up == nil || (x.st != hSending && x.st != hStreaming) {
+		x.cc.end.Pause()
+		return
+	}
+	x.afterRequestBytes(x.reqPipe.OnTraffic())
+}
+
+// afterRequestBytes reports request body bytes moved and what followed.
+func (x *httpExchange) afterRequestBytes(err error) {
+	if err != nil && !errors.Is(err, tunnel.ErrDestination) {
+		x.fail(proxystatus.New(proxystatus.HTTPRequestError, "malformed chunked request body: "+parseDetail(err)))
+		return
+	}
+	if n := x.reqPipe.Moved - x.reported[0]; n > 0 {
+		x.reported[0] += n
+		x.cc.relayed(n, 0)
+		if x.st == hSending {
+			// The wait for the answer counts from the end of the request:
+			// a slow upload is not an upstream that hangs.
+			x.cc.deadline = time.Now().Add(x.cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+		}
+	}
+	if x.reqPipe.Ended() {
+		x.cc.end.Pause()
+	}
+	x.watchIfNeeded()
+}
+
+// upstreamTraffic reads the response head, then streams its body.
+func (x *httpExchange) upstreamTraffic(u *upstreamConn) {
+	switch {
+	case u != x.up:
+		_, _ = u.end.Conn().Discard(-1)
+	case x.st == hHandshake:
+		x.socksHandshake()
+	case x.st == hSending:
+		x.responseHead()
+	case x.st == hStreaming:
+		x.afterResponseBytes(x.respPipe.OnTraffic())
+	default:
+		_, _ = u.end.Conn().Discard(-1)
+	}
+}
+
+// responseHead parses and forwards the upstream's response head (and any
+// interim 1xx heads before it).
+func (x *httpExchange) responseHead() {
+	cc, resp := x.cc, &x.cc.ls.resp
+	for x.st == hSending && x.up != nil && x.up.end.Conn() != nil {
+		buf, _ := x.up.end.Conn().Peek(-1)
+		if len(buf) == 0 {
+			return
+		}
+		n, err := resp.Parse(buf)
+		if errors.Is(err, httpparse.ErrNeedMore) {
+			if len(buf) > cc.e.cfg.MaxHeaderBytes {
+				x.fail(proxystatus.New(proxystatus.HTTPResponseError, "upstream response head too large"))
+			}
+			return
+		}
+		if err != nil {
+			x.fail(proxystatus.New(proxystatus.HTTPResponseError, "malformed response from upstream"))
+			return
+		}
+		st := resp.Status
+		if x.pooled {
+			x.up.pk.reused()
+		}
+		if st == 407 {
+			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.HTTPRequestDenied)
+			x.fail(&proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Received: 407, Detail: "upstream proxy refused the credentials"})
+			return
+		}
+		// proxyto speaks HTTP/1.1 to its clients whatever the upstream's
+		// version (RFC 9110 §2.5: an intermediary sends its own version);
+		// status code and reason phrase are the upstream's.
+		out := append(cc.ls.scratch[:0], "HTTP/1.1 "...)
+		out = strconv.AppendInt(out, int64(st), 10)
+		out = append(out, ' ')
+		out = append(out, resp.Reason.Bytes(buf)...)
+		out = append(out, "\r\n"...)
+		if st/100 == 1 && !(st == 101 && x.upgrade) {
+			// Interim answer (100 Continue, 103 Early Hints): pass it on.
+			out = resp.AppendEndToEnd(out, buf, false)
+			out = append(out, "\r\n"...)
+			cc.ls.scratch = out[:0]
+			cc.rec.headOut += int64(len(out))
+			_ = cc.end.Write(out)
+			_, _ = x.up.end.Conn().Discard(n)
+			continue
+		}
+		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
+		if st == 101 {
+			out = resp.AppendEndToEnd(out, buf, true) // adds Connection: Upgrade
+			out = append(out, "\r\n"...)
+			cc.ls.scratch = out[:0]
+			cc.rec.headOut += int64(len(out))
+			cc.rec.status = 101
+			_ = cc.end.Write(out)
+			_, _ = x.up.end.Conn().Discard(n)
+			x.becomeTunnel()
+			return
+		}
+		var f tunnel.Framing
+		switch {
+		case resp.NoBody(x.isHead):
+			f = tunnel.Empty()
+		case resp.Chunked:
+			f = tunnel.Chunked()
+		case resp.ContentLength >= 0:
+			f = tunnel.Length(resp.ContentLength)
+		default:
+			f, x.respUntil = tunnel.Unlimited(), true
+		}
+		x.reusable = !resp.WantsClose(x.isHead)
+		if x.respUntil || cc.e.draining.Load() {
+			x.closeCli = true
+		}
+		out = resp.AppendEndToEnd(out, buf, false)
+		if x.closeCli {
+			out = append(out, "Connection: close\r\n"...)
+		} else if x.fwd.Minor == 0 {
+			out = append(out, "Connection: keep-alive\r\n"...)
+		}
+		out = append(out, "\r\n"...)
+		cc.ls.scratch = out[:0]
+		cc.rec.status = st
+		cc.rec.headOut += int64(len(out))
+		x.setState(hStreaming)
+		x.lastActive = time.Now().UnixNano()
+		cc.deadline = x.lastActive + int64(cc.e.cfg.TunnelIdleTimeout)
+		// Body bytes that arrived with the head leave in the same write:
+		// one system call for a small response instead of two.
+		x.afterResponseBytes(x.respPipe.StartAfter(&x.up.end, &cc.end, f, out, n))
+		return
+	}
+}
+
+// afterResponseBytes reports response body bytes and finishes a complete
+// response.
+func (x *httpExchange) afterResponseBytes(err error) {
+	if err != nil && !errors.Is(err, tunnel.ErrDestination) {
+		x.fail(proxystatus.New(proxystatus.HTTPResponseError, "malformed chunked response from upstream"))
+		return
+	}
+	if n := x.respPipe.Moved - x.reported[1]; n > 0 {
+		x.reported[1] += n
+		x.cc.relayed(0, n)
+		x.lastActive = time.Now().UnixNano()
+	}
+	if x.st == hStreaming && x.respPipe.Ended() {
+		x.finish()
+		return
+	}
+	x.watchIfNeeded()
+}
+
+// becomeTunnel hands the connections to a tunnel after a 101.
+func (x *httpExchange) becomeTunnel() {
+	cc, u := x.cc, x.up
+	x.up = nil
+	x.setState(hUpgraded)
+	x.end()
+	t := &tunnelExchange{cc: cc}
+	cc.x = t
+	t.upgrade(u)
+}
+
+// finish ends the exchange once its response is complete: the upstream
+// connection goes back to the pool when reusable, and the client connection
+// reads its next request or closes.
+func (x *httpExchange) finish() {
+	cc := x.cc
+	closeCli := x.closeCli
+	if x.hasBody && !x.reqPipe.Ended() {
+		// The upstream answered before the whole body arrived: what is left
+		// of the body is unknown ground, so neither connection is reused.
+		closeCli, x.reusable = true, false
+	}
+	x.setState(hDone)
+	if u := x.up; u != nil {
+		x.up = nil
+		c := u.end.Conn()
+		if x.reusable && c != nil && c.InboundBuffered() == 0 && !cc.e.draining.Load() {
+			u.end.Resume()
+			cc.ls.pool.put(u, x.ups.entry(u.idx))
+		} else {
+			x.drop(u)
+		}
+	}
+	x.end()
+	cc.exchangeDone(closeCli)
+}
+
+// drop closes an upstream connection the exchange no longer wants; its
+// OnClose then finds no owner.
+func (x *httpExchange) drop(u *upstreamConn) {
+	u.x, u.dead = nil, true
+	u.end.Close()
+}
+
+// end releases what the exchange held and makes it idle.
+func (x *httpExchange) end() {
+	x.ups.release(x.cc.ls)
+	x.ups.authSeen = x.ups.authSeen[:0]
+	x.dropReplay()
+	x.setState(hIdle)
+	x.cc.x = nil
+}
+
+// fail ends the exchange with an error: answered when nothing of the
+// response reached the client yet, otherwise by closing the connection.
+func (x *httpExchange) fail(pe *proxystatus.Error) {
+	cc := x.cc
+	x.ups.gen++ // a late dial result is dropped
+	if x.up != nil {
+		x.drop(x.up)
+		x.up = nil
+	}
+	streaming := x.st == hStreaming
+	x.setState(hFailed)
+	x.end()
+	if streaming {
+		cc.rec.errType, cc.rec.detail = pe.Type, pe.Detail
+		cc.logExchange()
+		cc.closeNow()
+		return
+	}
+	cc.fail(pe)
+}
+
+// upstreamClosed handles the upstream closing mid-exchange.
+func (x *httpExchange) upstreamClosed(u *upstreamConn, err error) {
+	u.end.Gone()
+	if u != x.up {
+		return
+	}
+	switch x.st {
+	case hSending:
+		if x.cc.rec.headOut == 0 && x.pooled && !x.retried && !(x.hasBody && x.reqStarted && x.reqPipe.KeepLost()) {
+			x.retry()
+			return
+		}
+		fallthrough
+	case hHandshake:
+		pe := proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
+		x.cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
+		x.fail(pe)
+	case hStreaming:
+		if x.respUntil {
+			x.finish() // the body ended with the connection
+			return
+		}
+		x.fail(proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection mid-response"))
+	}
+}
+
+// retry sends the request again on a fresh connection: a reused connection
+// the upstream had closed cannot be told from a request that was never
+// sent, and every body byte sent is at hand.
+func (x *httpExchange) retry() {
+	u := x.up
+	u.pk.closedByUpstream(u, time.Now().UnixNano())
+	x.up, u.x = nil, nil
+	x.retried, x.pooled = true, false
+	x.cc.e.cfg.Observer.PoolUsed(false)
+	x.dial()
+}
+
+// clientClosed handles the client going away mid-exchange.
+func (x *httpExchange) clientClosed(error) {
+	cc := x.cc
+	cc.end.Gone()
+	switch x.st {
+	case hDialing, hHandshake, hSending, hStreaming:
+		cc.rec.detail = "client closed during the exchange"
+		cc.logExchange()
+		x.ups.gen++
+		if x.up != nil {
+			x.drop(x.up)
+			x.up = nil
+		}
+		x.setState(hFailed)
+		x.end()
+	}
+}
+
+// dialFailed runs on the loop when every upstream of the list failed.
+func (x *httpExchange) dialFailed(gen uint32, tried int, pe *proxystatus.Error) {
+	if x.st != hDialing || gen != x.ups.gen {
+		return
+	}
+	// The access line names the upstream that failed last.
+	if list := x.ups.list.Upstreams(); tried < len(list) {
+		x.cc.rec.upHost = list[tried].AppendHostPort(x.cc.rec.upHost[:0])
+	}
+	x.fail(pe)
+}
+
+// expire handles a passed deadline.
+func (x *httpExchange) expire(now int64) {
+	cc := x.cc
+	switch x.st {
+	case hDialing:
+		x.fail(proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time"))
+	case hHandshake, hSending:
+		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.HTTPResponseTimeout)
+		x.fail(proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time"))
+	case hStreaming:
+		idle := int64(cc.e.cfg.TunnelIdleTimeout)
+		if now-x.lastActive >= idle {
+			x.fail(proxystatus.New(proxystatus.HTTPResponseTimeout, "response body stalled"))
+			return
+		}
+		cc.deadline = x.lastActive + idle
+	default:
+		cc.deadline = 0
+	}
+}
+
+// watchIfNeeded keeps the exchange serviced while a pipe waits.
+func (x *httpExchange) watchIfNeeded() {
+	if (x.reqStarted && x.reqPipe.NeedsService()) || (x.st == hStreaming && x.respPipe.NeedsService()) {
+		x.cc.ls.watch(x)
+	}
+}
+
+// service resumes a paused side once its peer drained.
+func (x *httpExchange) service() bool {
+	if x.st != hSending && x.st != hStreaming {
+		return false
+	}
+	if x.st == hStreaming {
+		x.afterResponseBytes(x.respPipe.Service())
+	}
+	if (x.st == hSending || x.st == hStreaming) && x.reqStarted && x.up != nil {
+		x.afterRequestBytes(x.reqPipe.Service())
+	}
+	return (x.st == hSending || x.st == hStreaming) &&
+		((x.reqStarted && x.reqPipe.NeedsService()) || (x.st == hStreaming && x.respPipe.NeedsService()))
+}
+
+func (x *httpExchange) watched() *bool { return &x.isWatched }
+
+func (x *httpExchange) over() bool { return x.st == hIdle }
+
+func (x *httpExchange) upstream() *upstreamConn { return x.up }
 
 // dropReplay returns the replay buffer, if any.
-func (f *fwdState) dropReplay() {
-	if f != nil && f.replay != nil {
-		replayBufs.Put(f.replay)
-		f.replay = nil
+func (x *httpExchange) dropReplay() {
+	if x.replay != nil {
+		replayBufs.Put(x.replay)
+		x.replay = nil
 	}
-}
-
-// upstreamAuth appends Proxy-Authorization for u.
-func upstreamAuth(dst []byte, u *httpparse.Upstream) []byte {
-	dst = append(dst, "Proxy-Authorization: "...)
-	dst = httpparse.AppendBasicAuth(dst, u.User, u.Pass)
-	return append(dst, "\r\n"...)
 }

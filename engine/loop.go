@@ -14,30 +14,41 @@ import (
 // loopState is what the engine keeps per gnet event loop. Everything but the
 // atomics is touched only on that loop.
 type loopState struct {
-	e      *Engine
-	el     gnet.EventLoop
-	poller tunnel.Poller
+	e     *Engine
+	el    gnet.EventLoop
+	relay *tunnel.Loop
 
-	sessions []*session // every live session of this loop, for deadlines
-	service  []*session // sessions whose relay needs Service
+	clients []*clientConn // every live client connection of this loop, for deadlines
+	service []servicer    // what waits for Service (paused pipes, flushes)
 
 	hot        atomic.Bool  // service is non-empty: scan every tick
 	lastScan   atomic.Int64 // unix ns of the last deadline scan
 	scanQueued atomic.Bool  // a scan is queued on the loop
 	scanRun    gnet.Runnable
 
-	scratch []byte // response building; never kept across callbacks
+	scratch []byte // heads built for a write; never kept across callbacks
+	reply   []byte // a handshake's answer for the client; likewise
 	pool    upstreamPool
 
 	// The loop's parsers: a head is parsed and acted on within one
-	// callback, so sessions share them instead of carrying their own.
+	// callback, so connections share them instead of carrying their own.
 	req  httpparse.Request
 	resp httpparse.Response
-	rec  Record    // the access record being reported (Observer.Done keeps none)
-	iov  [2][]byte // head and first body bytes of a response, written together
+	rec  Record // the access record being reported (Observer.Done keeps none)
 	// freeLists recycles X-Proxy-To lists (800 bytes each) between
-	// exchanges, so that idle sessions do not hold one.
+	// exchanges, so that idle connections do not hold one.
 	freeLists []*httpparse.UpstreamList
+}
+
+// servicer is something that waits for the loop's periodic Service: a
+// paused pipe whose destination must drain, a sink to flush, a flush before
+// a close.
+type servicer interface {
+	// service does what became possible and reports whether it still
+	// needs service.
+	service() (more bool)
+	// watched is the flag that keeps it on the list at most once.
+	watched() *bool
 }
 
 // loopOf returns the state of c's loop, creating it on first use. It runs on
@@ -50,11 +61,11 @@ func (e *Engine) loopOf(c gnet.Conn) (*loopState, error) {
 			return ls, nil
 		}
 	}
-	p, err := tunnel.PollerOf(c)
+	rl, err := tunnel.NewLoop(c, e.relay)
 	if err != nil {
 		return nil, err
 	}
-	ls := &loopState{e: e, el: el, poller: p}
+	ls := &loopState{e: e, el: el, relay: rl}
 	ls.pool.init(e.cfg)
 	ls.scanRun = gnet.RunnableFunc(func(context.Context) error {
 		ls.scan()
@@ -68,48 +79,48 @@ func (e *Engine) loopOf(c gnet.Conn) (*loopState, error) {
 	return ls, nil
 }
 
-// add registers s for deadline scans.
-func (ls *loopState) add(s *session) {
-	s.idx = len(ls.sessions)
-	ls.sessions = append(ls.sessions, s)
+// add registers cc for deadline scans.
+func (ls *loopState) add(cc *clientConn) {
+	cc.idx = len(ls.clients)
+	ls.clients = append(ls.clients, cc)
 }
 
-// remove unregisters s (swap-delete).
-func (ls *loopState) remove(s *session) {
-	i := s.idx
-	if i < 0 || i >= len(ls.sessions) || ls.sessions[i] != s {
+// remove unregisters cc (swap-delete).
+func (ls *loopState) remove(cc *clientConn) {
+	i := cc.idx
+	if i < 0 || i >= len(ls.clients) || ls.clients[i] != cc {
 		return
 	}
-	last := len(ls.sessions) - 1
-	ls.sessions[i] = ls.sessions[last]
-	ls.sessions[i].idx = i
-	ls.sessions[last] = nil
-	ls.sessions = ls.sessions[:last]
-	s.idx = -1
+	last := len(ls.clients) - 1
+	ls.clients[i] = ls.clients[last]
+	ls.clients[i].idx = i
+	ls.clients[last] = nil
+	ls.clients = ls.clients[:last]
+	cc.idx = -1
 }
 
-// watch puts s on the service list until its relay needs no more service.
-func (ls *loopState) watch(s *session) {
-	if s.serviced {
+// watch puts s on the service list until it needs no more service.
+func (ls *loopState) watch(s servicer) {
+	w := s.watched()
+	if *w {
 		return
 	}
-	s.serviced = true
+	*w = true
 	ls.service = append(ls.service, s)
 	ls.hot.Store(true)
 }
 
-// scan runs on the loop: services relays, then, at most every 250 ms,
+// scan runs on the loop: services what waits, then, at most every 250 ms,
 // enforces deadlines.
 func (ls *loopState) scan() {
 	ls.scanQueued.Store(false)
 	if len(ls.service) > 0 {
 		keep := ls.service[:0]
 		for _, s := range ls.service {
-			s.service()
-			if s.needsService() {
+			if s.service() {
 				keep = append(keep, s)
 			} else {
-				s.serviced = false
+				*s.watched() = false
 			}
 		}
 		for i := len(keep); i < len(ls.service); i++ {
@@ -124,14 +135,14 @@ func (ls *loopState) scan() {
 	}
 	ls.lastScan.Store(now)
 	ls.pool.expire(now)
-	// Iterate backwards: expiring a session may remove it (swap-delete).
-	for i := len(ls.sessions) - 1; i >= 0; i-- {
-		if i >= len(ls.sessions) {
+	// Iterate backwards: expiring a connection may remove it (swap-delete).
+	for i := len(ls.clients) - 1; i >= 0; i-- {
+		if i >= len(ls.clients) {
 			continue
 		}
-		s := ls.sessions[i]
-		if s.deadline != 0 && now >= s.deadline {
-			s.expire(now)
+		cc := ls.clients[i]
+		if cc.deadline != 0 && now >= cc.deadline {
+			cc.expire(now)
 		}
 	}
 }
@@ -140,17 +151,17 @@ func (ls *loopState) scan() {
 // upstream connections (draining).
 func (ls *loopState) closeIdle() {
 	ls.pool.closeAll()
-	for i := len(ls.sessions) - 1; i >= 0; i-- {
-		if i >= len(ls.sessions) {
+	for i := len(ls.clients) - 1; i >= 0; i-- {
+		if i >= len(ls.clients) {
 			continue
 		}
-		if s := ls.sessions[i]; s.state == stateReadingHead && s.headStart == 0 {
-			s.closeClient()
+		if cc := ls.clients[i]; cc.st == cReadingHead && cc.headStart == 0 {
+			cc.end.Close()
 		}
 	}
 }
 
-// getList returns an empty upstream list for a session to parse into.
+// getList returns an empty upstream list for an exchange to parse into.
 func (ls *loopState) getList() *httpparse.UpstreamList {
 	if n := len(ls.freeLists); n > 0 {
 		l := ls.freeLists[n-1]

@@ -11,15 +11,13 @@ import (
 	"github.com/proxyto/proxyto/httpparse"
 )
 
-// gnetConn is gnet.Conn, named shortly for the forwarding code.
-type gnetConn = gnet.Conn
-
-// upstreamPool keeps idle connections to http/https upstreams per loop (a
-// gnet connection serves only its own loop), keyed by upstream address and
-// credentials, newest first. A connection enters only after a cleanly
-// finished exchange whose response allowed reuse. Keys stay while in use, so
-// the steady state allocates nothing; the deadline scan drops keys that have
-// been empty for a pool timeout.
+// upstreamPool keeps idle connections to http/https upstreams per loop, keyed
+// by upstream address and credentials, newest first. The pools stay in the
+// engine, not in upstream/: they hold gnet connections, which serve only
+// their own loop and whose lives gnet's callbacks drive. A connection enters
+// only after a cleanly finished exchange whose response allowed reuse. Keys
+// stay while in use, so the steady state allocates nothing; the deadline
+// scan drops keys that have been empty for a pool timeout.
 type upstreamPool struct {
 	idle    map[string]*poolKey
 	maxIdle int
@@ -31,7 +29,7 @@ type upstreamPool struct {
 // pool learnt about that upstream's keep-alive behaviour.
 type poolKey struct {
 	key      string
-	conns    []*pooledConn
+	conns    []*upstreamConn
 	lastUsed int64
 	// closes counts pooled connections the upstream closed soon after
 	// their response, in a row; at closesToStop pooling stops until
@@ -51,24 +49,15 @@ const (
 	noPoolFor    = int64(time.Minute)
 )
 
-// pooledConn is the gnet context of an idle pooled connection.
-type pooledConn struct {
-	c     gnet.Conn
-	pk    *poolKey
-	since int64
-	dead  bool
-}
-
 func (p *upstreamPool) init(cfg Config) {
 	p.idle = make(map[string]*poolKey)
 	p.maxIdle = cfg.PoolMaxIdlePerKey
 	p.timeout = int64(cfg.PoolIdleTimeout)
 }
 
-// key builds the pool key of entry idx of l into p.keyBuf: scheme, address
-// and credentials (so different credentials never share a connection).
-func (p *upstreamPool) key(l *httpparse.UpstreamList, idx int) []byte {
-	u := &l.Upstreams()[idx]
+// key builds the pool key of u into p.keyBuf: scheme, address and
+// credentials (so different credentials never share a connection).
+func (p *upstreamPool) key(u *httpparse.Upstream) []byte {
 	k := append(p.keyBuf[:0], byte(u.Scheme))
 	k = u.AppendHostPort(k)
 	if u.HasAuth {
@@ -81,43 +70,40 @@ func (p *upstreamPool) key(l *httpparse.UpstreamList, idx int) []byte {
 	return k
 }
 
-// poolable reports whether entry idx of l may use the pool at all.
-func (p *upstreamPool) poolable(l *httpparse.UpstreamList, idx int) bool {
-	sc := l.Upstreams()[idx].Scheme
-	return p.maxIdle >= 0 && (sc == httpparse.SchemeHTTP || sc == httpparse.SchemeHTTPS)
+// poolable reports whether connections to u may be pooled at all.
+func (p *upstreamPool) poolable(u *httpparse.Upstream) bool {
+	return p.maxIdle >= 0 && !u.Scheme.IsSOCKS()
 }
 
-// get takes an idle connection for entry idx of l, or returns nil (always
-// when ok is false). The entry comes back with it, for put to reuse.
-func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int, ok bool) (gnet.Conn, *pooledConn) {
-	if !ok || !p.poolable(l, idx) {
-		return nil, nil
+// get takes an idle connection to u, or returns nil.
+func (p *upstreamPool) get(u *httpparse.Upstream) *upstreamConn {
+	if !p.poolable(u) {
+		return nil
 	}
-	pk := p.idle[string(p.key(l, idx))]
+	pk := p.idle[string(p.key(u))]
 	if pk == nil {
-		return nil, nil
+		return nil
 	}
 	now := time.Now().UnixNano()
 	pk.lastUsed = now
 	for n := len(pk.conns); n > 0; n = len(pk.conns) {
-		pc := pk.conns[n-1]
+		uc := pk.conns[n-1]
 		pk.conns[n-1] = nil
 		pk.conns = pk.conns[:n-1]
-		if pc.dead {
+		if uc.dead {
 			continue
 		}
-		pc.dead = true
-		if peerGone(pc.c) {
+		uc.dead = true
+		if peerGone(uc.end.Conn()) {
 			// The upstream closed it (or sent stray bytes) and gnet has
 			// not told us yet: never send a request on it.
-			pk.closedByUpstream(pc, now)
-			pc.c.SetContext(nil)
-			_ = pc.c.Close()
+			pk.closedByUpstream(uc, now)
+			uc.end.Close()
 			continue
 		}
-		return pc.c, pc
+		return uc
 	}
-	return nil, nil
+	return nil
 }
 
 // peerGone reports whether an idle connection can no longer carry a
@@ -125,7 +111,7 @@ func (p *upstreamPool) get(l *httpparse.UpstreamList, idx int, ok bool) (gnet.Co
 // socket sees EOF, stray bytes or an error. Only "would block" means alive.
 // It is one system call, made only when a pooled connection is taken.
 func peerGone(c gnet.Conn) bool {
-	if c.InboundBuffered() > 0 {
+	if c == nil || c.InboundBuffered() > 0 {
 		return true
 	}
 	var b [1]byte
@@ -135,11 +121,11 @@ func peerGone(c gnet.Conn) bool {
 	return errno != syscall.EAGAIN
 }
 
-// closedByUpstream learns from a pooled connection the upstream closed
-// while it was idle: soon after its response, in a row, means the upstream
-// does not keep connections alive whatever its heads say.
-func (pk *poolKey) closedByUpstream(pc *pooledConn, now int64) {
-	if now-pc.since > closeWindow {
+// closedByUpstream learns from a pooled connection the upstream closed:
+// soon after its response, in a row, means the upstream does not keep
+// connections alive whatever its heads say.
+func (pk *poolKey) closedByUpstream(uc *upstreamConn, now int64) {
+	if pk == nil || now-uc.since > closeWindow {
 		return // an ordinary idle timeout of the upstream
 	}
 	pk.closes++
@@ -151,22 +137,21 @@ func (pk *poolKey) closedByUpstream(pc *pooledConn, now int64) {
 
 // reused records that a reused connection carried a response: the upstream
 // keeps connections alive after all.
-func (pc *pooledConn) reused() {
-	if pc != nil && pc.pk != nil {
-		pc.pk.closes = 0
+func (pk *poolKey) reused() {
+	if pk != nil {
+		pk.closes = 0
 	}
 }
 
-// put parks s's upstream connection c, or closes it when the key is full.
-// A connection that was pooled before reuses its entry, so the steady state
-// of a kept-alive upstream allocates nothing.
-func (p *upstreamPool) put(s *session, c gnet.Conn) {
-	if !p.poolable(s.list, s.upIdx) {
-		c.SetContext(nil)
-		_ = c.Close()
+// put parks uc, an idle connection to u, or closes it when the key is full
+// or the upstream is known to close such connections. A connection's pool
+// entry is its upstreamConn, so the steady state allocates nothing.
+func (p *upstreamPool) put(uc *upstreamConn, u *httpparse.Upstream) {
+	if !p.poolable(u) {
+		uc.end.Close()
 		return
 	}
-	k := p.key(s.list, s.upIdx)
+	k := p.key(u)
 	pk := p.idle[string(k)]
 	if pk == nil {
 		pk = &poolKey{key: string(k)}
@@ -174,33 +159,30 @@ func (p *upstreamPool) put(s *session, c gnet.Conn) {
 	}
 	now := time.Now().UnixNano()
 	if len(pk.conns) >= p.maxIdle || now < pk.noPoolUntil {
-		c.SetContext(nil)
-		_ = c.Close()
+		uc.end.Close()
 		return
 	}
-	pc := s.upPool
-	s.upPool = nil
-	if pc == nil || pc.c != c || pc.pk != pk {
-		pc = &pooledConn{c: c, pk: pk}
-	}
-	pc.since, pc.dead, pk.lastUsed = now, false, now
-	c.SetContext(pc)
-	pk.conns = append(pk.conns, pc)
+	uc.x, uc.pk, uc.since, uc.dead = nil, pk, now, false
+	pk.lastUsed = now
+	pk.conns = append(pk.conns, uc)
 }
 
-// drop removes pc from the pool once gnet closed it. A connection the pool
+// drop removes uc from the pool once gnet closed it. A connection the pool
 // did not close itself was closed by the upstream.
-func (p *upstreamPool) drop(pc *pooledConn) {
-	if !pc.dead {
-		pc.pk.closedByUpstream(pc, time.Now().UnixNano())
+func (p *upstreamPool) drop(uc *upstreamConn) {
+	if !uc.dead {
+		uc.pk.closedByUpstream(uc, time.Now().UnixNano())
 	}
-	pc.dead = true
-	list := pc.pk.conns
+	uc.dead = true
+	if uc.pk == nil {
+		return
+	}
+	list := uc.pk.conns
 	for i, x := range list {
-		if x == pc {
+		if x == uc {
 			copy(list[i:], list[i+1:])
 			list[len(list)-1] = nil
-			pc.pk.conns = list[:len(list)-1]
+			uc.pk.conns = list[:len(list)-1]
 			return
 		}
 	}
@@ -210,10 +192,10 @@ func (p *upstreamPool) drop(pc *pooledConn) {
 // keys unused that long.
 func (p *upstreamPool) expire(now int64) {
 	for k, pk := range p.idle {
-		for _, pc := range pk.conns {
-			if !pc.dead && now-pc.since >= p.timeout {
-				pc.dead = true
-				_ = pc.c.Close()
+		for _, uc := range pk.conns {
+			if !uc.dead && now-uc.since >= p.timeout {
+				uc.dead = true
+				uc.end.Close()
 			}
 		}
 		if len(pk.conns) == 0 && now-pk.lastUsed >= p.timeout {
@@ -225,10 +207,10 @@ func (p *upstreamPool) expire(now int64) {
 // closeAll closes every idle connection (draining).
 func (p *upstreamPool) closeAll() {
 	for _, pk := range p.idle {
-		for _, pc := range pk.conns {
-			if !pc.dead {
-				pc.dead = true
-				_ = pc.c.Close()
+		for _, uc := range pk.conns {
+			if !uc.dead {
+				uc.dead = true
+				uc.end.Close()
 			}
 		}
 	}

@@ -31,6 +31,10 @@ func (s Scheme) String() string {
 	return "unknown"
 }
 
+// IsSOCKS reports whether the upstream speaks SOCKS5 (socks5 or socks5h)
+// rather than HTTP.
+func (s Scheme) IsSOCKS() bool { return s == SchemeSOCKS5 || s == SchemeSOCKS5H }
+
 // DefaultPort is the port used when an entry names none.
 func (s Scheme) DefaultPort() uint16 {
 	switch s {

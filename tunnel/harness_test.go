@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,22 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/proxyto/proxyto/internal/gnetx"
 )
+
+// listenerAddr returns "ip:port" of a listening IPv4 socket and closes fd.
+func listenerAddr(fd int) string {
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return ""
+	}
+	if in4, ok := sa.(*unix.SockaddrInet4); ok {
+		return net.JoinHostPort(net.IP(in4.Addr[:]).String(), strconv.Itoa(in4.Port))
+	}
+	return ""
+}
 
 // This file is a minimal engine for tests: a one-loop gnet server that, for
 // every accepted client, dials a Go upstream server from a goroutine, enrolls
@@ -45,6 +61,8 @@ type pair struct {
 	el     gnet.EventLoop
 	client gnet.Conn
 	up     gnet.Conn
+	loop   *Loop
+	ends   [2]End
 	relay  Relay
 
 	started      bool
@@ -81,7 +99,7 @@ func startRelayEngine(t testing.TB, cfg Config, upAddr string) *relayEngine {
 func startRelayEngineBuf(t testing.TB, cfg Config, upAddr string, rcvBuf, sndBuf int) *relayEngine {
 	t.Helper()
 	e := &relayEngine{t: t, cfg: cfg, upAddr: upAddr, rcvBuf: rcvBuf, sndBuf: sndBuf, booted: make(chan struct{}), pairs: make(chan *pair, 64)}
-	opts := []gnet.Option{gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithLogger(quietLogger{})}
+	opts := []gnet.Option{gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true), gnet.WithLogger(gnetx.Logger{})}
 	if rcvBuf > 0 {
 		opts = append(opts, gnet.WithSocketRecvBuffer(rcvBuf))
 	}
@@ -118,7 +136,7 @@ func startRelayEngineBuf(t testing.TB, cfg Config, upAddr string, rcvBuf, sndBuf
 func (e *relayEngine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.eng = eng
 	if fd, err := eng.Dup(); err == nil {
-		e.addr = fdListenerAddr(fd)
+		e.addr = listenerAddr(fd)
 	}
 	close(e.booted)
 	return gnet.None
@@ -132,12 +150,8 @@ func (e *relayEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		if p.clientGone {
 			return nil, gnet.Close
 		}
-		poller, err := PollerOf(c)
-		if err != nil {
-			e.t.Errorf("PollerOf: %v", err)
-			return nil, gnet.Close
-		}
-		p.relay.Start(poller, e.cfg, p.client, c, true)
+		p.ends[Upstream].Attach(p.loop, c)
+		p.relay.Start(&p.ends[Client], &p.ends[Upstream])
 		p.started = true
 		p.publish()
 		e.pairs <- p
@@ -148,15 +162,14 @@ func (e *relayEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	c.SetContext(&connCtx{p: p, side: Client})
 	// Like the engine, stop reading the client while dialing; Start takes
 	// the paused state over.
-	poller, err := PollerOf(c)
+	loop, err := NewLoop(c, e.cfg)
 	if err != nil {
-		e.t.Errorf("PollerOf: %v", err)
+		e.t.Errorf("NewLoop: %v", err)
 		return nil, gnet.Close
 	}
-	if err := poller.Pause(c); err != nil {
-		e.t.Errorf("Pause: %v", err)
-		return nil, gnet.Close
-	}
+	p.loop = loop
+	p.ends[Client].Attach(loop, c)
+	p.ends[Client].Pause()
 	go p.dial()
 	return nil, gnet.None
 }
@@ -210,7 +223,7 @@ func (e *relayEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 	// in its inbound buffer, and whether this relay had the side paused.
 	if unread, ierr := unix.IoctlGetInt(c.Fd(), unix.SIOCINQ); ierr == nil && unread > 0 || c.InboundBuffered() > 0 {
 		p.lost[cc.side].Store(fmt.Sprintf("gnet closed %v (err %v, paused=%v) with %d bytes unread in the socket and %d in its inbound buffer",
-			cc.side, err, p.relay.ends[cc.side].paused, unread, c.InboundBuffered()))
+			cc.side, err, p.ends[cc.side].paused, unread, c.InboundBuffered()))
 	}
 	p.closedSides[cc.side] = true
 	p.closeErr[cc.side] = err
@@ -229,17 +242,31 @@ func (e *relayEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 
 // publish copies the relay's state for the test goroutine. Loop only.
 func (p *pair) publish() {
-	p.done.Store(p.relay.Done())
+	p.done.Store(relayDone(&p.relay))
 	p.closed.Store(p.relay.Closed())
 	p.needs.Store(p.relay.NeedsService())
-	p.moved[Client].Store(p.relay.Moved[Client])
-	p.moved[Upstream].Store(p.relay.Moved[Upstream])
+	p.moved[Client].Store(p.relay.Moved(Client))
+	p.moved[Upstream].Store(p.relay.Moved(Upstream))
 	if p.relay.Closed() && p.relay.NeedsService() {
 		p.closedUndrained.Store(true)
 	}
-	if p.relay.Done() && p.relay.Closed() && !p.relay.NeedsService() {
+	if relayDone(&p.relay) && p.relay.Closed() && !p.relay.NeedsService() {
 		p.finishOnce.Do(func() { close(p.finished) })
 	}
+}
+
+// relayDone reports whether both directions are finished and every
+// connection and sink of the relay is closed or closing.
+func relayDone(r *Relay) bool {
+	if r.dir[0].state != pipeClosed || r.dir[1].state != pipeClosed {
+		return false
+	}
+	for _, e := range r.ends {
+		if e.sink != nil || e.src != nil || (e.c != nil && !e.closing) {
+			return false
+		}
+	}
+	return true
 }
 
 // serviceLoop calls Service on the loop every 5 ms while the relay needs it,

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 
-	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,223 +19,81 @@ const (
 
 func (s Side) other() Side { return 1 - s }
 
-// Config bounds the bytes a relay queues per direction.
-type Config struct {
-	// HighWater pauses a side whose peer has this many bytes queued.
-	HighWater int
-	// LowWater resumes a paused side once its peer's queue fell to this.
-	LowWater int
-}
-
-// dirState is the life of one direction of the relay.
-type dirState uint8
-
-const (
-	dirOpen      dirState = iota // bytes flow from the source to the destination
-	dirFinishing                 // the source is done: flush the destination, then send it FIN
-	dirClosed                    // nothing more moves this way
-)
-
-// end is one side of the relay.
-type end struct {
-	c       gnet.Conn // nil once gnet has closed it (never touched after OnClose)
-	sink    *sink     // write-only continuation of c after it sent FIN
-	src     *source   // read-only continuation of c after gnet closed it paused
-	paused  bool      // read interest masked by this relay
-	dead    bool      // cannot be written any more (reset, write error)
-	shutWR  bool      // FIN already sent to it
-	closing bool      // Close requested; OnClose pending
-}
-
-// Relay relays bytes between a client connection and an upstream connection
-// on one gnet loop. The zero value is not usable: call Start. All methods run
-// on that loop.
+// Relay is a tunnel: two unlimited Pipes between a client End and an
+// upstream End on one gnet loop, with half-close both ways and
+// close-after-drain. The zero value is idle: Start it. Its owner calls
+// OnTraffic and OnClose from gnet's callbacks for either connection, and
+// Service every few milliseconds while NeedsService reports true; the relay
+// is over once Closed reports true. Used only on that loop.
 type Relay struct {
-	p    Poller
-	cfg  Config
-	ends [2]end
-	dir  [2]dirState
-	// Moved counts the bytes relayed per direction: Moved[Client] is
-	// client→upstream, Moved[Upstream] upstream→client.
-	Moved [2]int64
+	ends [2]*End
+	dir  [2]Pipe // dir[Client] carries client→upstream, dir[Upstream] upstream→client
 }
 
-// Start makes r relay between client and up, both open on the loop p serves.
-// clientPaused says the caller masked the client's reads (while dialing);
-// the relay takes that over. Bytes already buffered on either side are
-// relayed at once.
-func (r *Relay) Start(p Poller, cfg Config, client, up gnet.Conn, clientPaused bool) {
-	*r = Relay{p: p, cfg: cfg}
-	r.ends[Client].c = client
-	r.ends[Upstream].c = up
-	r.ends[Client].paused = clientPaused
+// Start makes r relay between client and up, both open on one loop. A pause
+// of the client (the owner masked it while the tunnel was being set up) is
+// taken over. Bytes already buffered on either side are relayed at once.
+func (r *Relay) Start(client, up *End) {
+	r.ends = [2]*End{client, up}
 	for _, s := range [2]Side{Client, Upstream} {
-		e := &r.ends[s]
-		if e.paused && r.queued(s.other()) <= r.cfg.LowWater {
-			e.paused = false
-			_ = p.Resume(e.c)
+		if err := r.dir[s].Start(r.ends[s], r.ends[s.other()], Unlimited()); err != nil {
+			r.kill(s.other())
 		}
-		r.pump(s)
 	}
 }
+
+// Moved is the number of bytes relayed from side s to the other.
+func (r *Relay) Moved(s Side) int64 { return r.dir[s].Moved }
 
 // OnTraffic relays what side s has buffered. Call it from gnet's OnTraffic
 // for that side's connection.
 func (r *Relay) OnTraffic(s Side) {
-	e := &r.ends[s]
+	e := r.ends[s]
 	if e.c == nil {
 		return
 	}
-	if e.paused {
-		// gnet re-armed read interest behind our back (it does so when it
-		// buffers or drains a write). Relay if the peer has room again;
-		// otherwise leave the bytes in gnet's inbound buffer and re-mask.
-		if r.queued(s.other()) > r.cfg.LowWater {
-			_ = r.p.Pause(e.c)
-			return
-		}
-		e.paused = false
-		_ = r.p.Resume(e.c)
-	}
-	r.pump(s)
-}
-
-// pump moves side s's buffered input to its peer and pauses s at high water.
-func (r *Relay) pump(s Side) {
-	e := &r.ends[s]
-	if e.src != nil {
-		r.pumpSource(s)
-		return
-	}
-	if e.c == nil || e.c.InboundBuffered() == 0 {
-		return
-	}
-	if r.dir[s] != dirOpen {
+	if r.dir[s].state != pipeOpen {
 		// Nowhere to deliver: drop what arrives and stop reading.
 		_, _ = e.c.Discard(-1)
-		r.pause(s)
+		e.Pause()
 		return
 	}
-	data, _ := e.c.Peek(-1)
-	n := len(data)
-	err := r.deliver(s, data)
-	if e.c != nil {
-		_, _ = e.c.Discard(n)
-	}
-	if err != nil {
+	if err := r.dir[s].OnTraffic(); err != nil {
 		r.kill(s.other())
-		return
-	}
-	if r.queued(s.other()) >= r.cfg.HighWater {
-		r.pause(s)
-	}
-}
-
-// deliver writes data read from side s to its peer and counts it.
-func (r *Relay) deliver(s Side, data []byte) error {
-	peer := &r.ends[s.other()]
-	var err error
-	switch {
-	case peer.sink != nil:
-		err = peer.sink.write(data)
-	case peer.c != nil && !peer.closing:
-		_, err = peer.c.Write(data)
-		if peer.c != nil && peer.paused {
-			_ = r.p.Pause(peer.c) // gnet re-armed it when buffering
-		}
-	default:
-		err = io.ErrClosedPipe
-	}
-	if err == nil {
-		r.Moved[s] += int64(len(data))
-	}
-	return err
-}
-
-// pumpSource relays from a source (a socket gnet closed while it was
-// paused) as long as the peer has room; Service calls it again as the peer
-// drains. It reads straight from the duplicated descriptor.
-func (r *Relay) pumpSource(s Side) {
-	src := &r.ends[s].src
-	for *src != nil && r.dir[s] == dirOpen && r.queued(s.other()) < r.cfg.HighWater {
-		sr := *src
-		if len(sr.pending) == 0 {
-			n, err := sr.read()
-			if n < 0 {
-				return // nothing yet: Service tries again
-			}
-			if n == 0 {
-				sr.close()
-				*src = nil
-				if err != nil {
-					r.kill(s)
-					return
-				}
-				r.dir[s] = dirFinishing
-				r.settle()
-				return
-			}
-		}
-		data := sr.pending
-		sr.pending = sr.pending[:0]
-		if err := r.deliver(s, data); err != nil {
-			sr.close()
-			*src = nil
-			r.kill(s.other())
-			return
-		}
-	}
-}
-
-// queued is how many bytes wait to be written to side s.
-func (r *Relay) queued(s Side) int {
-	e := &r.ends[s]
-	switch {
-	case e.sink != nil:
-		return e.sink.queued()
-	case e.c != nil:
-		return e.c.OutboundBuffered()
-	}
-	return 0
-}
-
-func (r *Relay) pause(s Side) {
-	e := &r.ends[s]
-	if e.c != nil && !e.paused {
-		e.paused = true
-		_ = r.p.Pause(e.c)
 	}
 }
 
 // OnClose records that gnet closed side s's connection with err. Call it from
 // gnet's OnClose for that connection, before anything else touches it.
 func (r *Relay) OnClose(s Side, err error) {
-	e := &r.ends[s]
+	e := r.ends[s]
 	if e.c == nil {
 		return
 	}
 	c := e.c
 	eof := err != nil && errors.Is(err, io.EOF) && !e.closing && !e.dead
-	if eof && e.paused && r.dir[s] == dirOpen {
+	if eof && e.paused && r.dir[s].state == pipeOpen {
 		// gnet closes a paused connection on a bare EPOLLHUP (both halves
-		// shut) without reading it: what the peer sent before its FIN is
-		// still in gnet's buffer and in the socket. Keep reading it from a
-		// duplicate, as fast as the other side drains. Its write half is
-		// shut already (a FIN was passed on), so no sink is needed.
+		// shut) without reading it (internal/gnetx, assumption 6): what
+		// the peer sent before its FIN is still in gnet's buffer and in
+		// the socket. Keep reading it from a duplicate, as fast as the
+		// other side drains. Its write half is shut already (a FIN was
+		// passed on), so no sink is needed.
 		pending, _ := c.Peek(-1)
 		if fd, derr := c.Dup(); derr == nil {
 			e.src = &source{fd: fd, pending: append(make([]byte, 0, max(len(pending), sourceChunk)), pending...)}
 			_, _ = c.Discard(-1)
-			e.c = nil
-			e.paused = false
-			r.pumpSource(s)
+			e.c, e.paused = nil, false
+			if perr := r.dir[s].pumpSource(); perr != nil {
+				r.kill(s.other())
+			}
 			r.settle()
 			return
 		}
 	}
-	if eof && r.dir[s.other()] != dirClosed {
+	if eof && r.dir[s.other()].state != pipeClosed {
 		// The peer may still send: keep a write-only copy of the socket and
-		// take over what gnet would drop on close.
+		// take over what gnet would drop on close (assumption 8).
 		if fd, derr := c.Dup(); derr == nil {
 			e.sink = newSink(fd, c)
 		} else {
@@ -245,44 +102,34 @@ func (r *Relay) OnClose(s Side, err error) {
 	} else if !eof {
 		e.dead = true
 	}
-	e.c = nil
-	e.paused = false
-	if r.dir[s] == dirOpen {
-		r.dir[s] = dirFinishing
+	e.c, e.paused = nil, false
+	if r.dir[s].state == pipeOpen {
+		r.dir[s].state = pipeFinishing
 	}
 	if e.dead {
-		r.dir[s.other()] = dirClosed
+		r.dir[s.other()].state = pipeClosed
 	}
 	r.settle()
 }
 
 // kill marks side s as impossible to write to, and closes it.
 func (r *Relay) kill(s Side) {
-	e := &r.ends[s]
+	e := r.ends[s]
 	e.dead = true
-	r.dir[s.other()] = dirClosed
+	r.dir[s.other()].state = pipeClosed
 	if e.sink != nil {
 		e.sink.close()
 		e.sink = nil
 	}
-	r.closeConn(s)
+	e.Close()
 	r.settle()
-}
-
-// closeConn asks gnet to close side s's connection (OnClose follows later).
-func (r *Relay) closeConn(s Side) {
-	e := &r.ends[s]
-	if e.c != nil && !e.closing {
-		e.closing = true
-		_ = e.c.Close()
-	}
 }
 
 // settle advances finishing directions and closes what is done.
 func (r *Relay) settle() {
 	for _, d := range [2]Side{Client, Upstream} {
-		dst := &r.ends[d.other()]
-		if r.dir[d] != dirFinishing || r.queued(d.other()) > 0 {
+		dst := r.ends[d.other()]
+		if r.dir[d].state != pipeFinishing || dst.Queued() > 0 {
 			continue
 		}
 		// Source done and destination drained: pass the FIN on.
@@ -296,16 +143,16 @@ func (r *Relay) settle() {
 				dst.dead = true
 			}
 		}
-		r.dir[d] = dirClosed
+		r.dir[d].state = pipeClosed
 	}
 	for _, s := range [2]Side{Client, Upstream} {
 		// A side is finished once nothing more is read from it and nothing
 		// more will be written to it; a side not read from stays paused.
-		if r.dir[s] == dirClosed && r.dir[s.other()] == dirClosed {
-			r.closeConn(s)
+		if r.dir[s].state == pipeClosed && r.dir[s.other()].state == pipeClosed {
+			r.ends[s].Close()
 		}
-		if r.dir[s] != dirOpen {
-			r.pause(s)
+		if r.dir[s].state != pipeOpen {
+			r.ends[s].Pause()
 		}
 	}
 }
@@ -314,8 +161,8 @@ func (r *Relay) settle() {
 // notice: a paused side, a queue to drain before a FIN, or a sink to flush.
 func (r *Relay) NeedsService() bool {
 	for s := range r.ends {
-		e := &r.ends[s]
-		if e.paused || e.src != nil || (e.sink != nil && e.sink.queued() > 0) || r.dir[s] == dirFinishing {
+		e := r.ends[s]
+		if e.paused || e.src != nil || (e.sink != nil && e.sink.queued() > 0) || r.dir[s].state == pipeFinishing {
 			return true
 		}
 	}
@@ -328,47 +175,36 @@ func (r *Relay) NeedsService() bool {
 func (r *Relay) Service() {
 	for _, s := range [2]Side{Client, Upstream} {
 		if r.ends[s].src != nil {
-			r.pumpSource(s)
+			if err := r.dir[s].pumpSource(); err != nil {
+				r.kill(s.other())
+			}
 		}
 	}
 	for _, s := range [2]Side{Client, Upstream} {
-		if e := &r.ends[s]; e.sink != nil {
+		if e := r.ends[s]; e.sink != nil {
 			if err := e.sink.flush(); err != nil {
 				r.kill(s)
 			}
 		}
 	}
 	for _, s := range [2]Side{Client, Upstream} {
-		e := &r.ends[s]
-		if e.paused && e.c != nil && r.dir[s] == dirOpen && r.queued(s.other()) <= r.cfg.LowWater {
-			e.paused = false
-			_ = r.p.Resume(e.c)
-			r.pump(s)
+		e := r.ends[s]
+		if e.paused && e.c != nil && r.dir[s].state == pipeOpen && r.ends[s.other()].Queued() <= e.l.cfg.LowWater {
+			r.dir[s].held = false
+			e.Resume()
+			if _, err := r.dir[s].pump(nil, 0); err != nil {
+				r.kill(s.other())
+			}
 		}
 	}
 	r.settle()
-}
-
-// Done reports whether both directions are finished and every connection
-// and sink of the relay is closed or closing.
-func (r *Relay) Done() bool {
-	if r.dir[0] != dirClosed || r.dir[1] != dirClosed {
-		return false
-	}
-	for s := range r.ends {
-		e := &r.ends[s]
-		if e.sink != nil || e.src != nil || (e.c != nil && !e.closing) {
-			return false
-		}
-	}
-	return true
 }
 
 // Closed reports whether the relay is over: gnet has closed both
 // connections (no more callbacks come) and no sink or source is left.
 func (r *Relay) Closed() bool {
 	for s := range r.ends {
-		e := &r.ends[s]
+		e := r.ends[s]
 		if e.c != nil || e.sink != nil || e.src != nil {
 			return false
 		}
@@ -376,11 +212,11 @@ func (r *Relay) Closed() bool {
 	return true
 }
 
-// Abort ends the relay now (idle or drain timeout): sinks are closed and
-// both connections asked to close; queued bytes may be lost.
+// Abort ends the relay now (idle or drain timeout): sinks and sources are
+// closed and both connections asked to close; queued bytes may be lost.
 func (r *Relay) Abort() {
 	for _, s := range [2]Side{Client, Upstream} {
-		e := &r.ends[s]
+		e := r.ends[s]
 		if e.sink != nil {
 			e.sink.close()
 			e.sink = nil
@@ -389,7 +225,7 @@ func (r *Relay) Abort() {
 			e.src.close()
 			e.src = nil
 		}
-		r.dir[s] = dirClosed
-		r.closeConn(s)
+		r.dir[s].state = pipeClosed
+		e.Close()
 	}
 }

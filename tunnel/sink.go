@@ -3,6 +3,8 @@ package tunnel
 import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
+
+	"github.com/proxyto/proxyto/internal/gnetx"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +28,7 @@ func newSink(fd int, c gnet.Conn) *sink {
 	s := &sink{fd: fd}
 	if c.OutboundBuffered() > 0 {
 		s.buf = bufs.Get()
-		s.buf.B = StealOutbound(c, s.buf.B)
+		s.buf.B = gnetx.StealOutbound(c, s.buf.B)
 	}
 	return s
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/proxyto/proxyto/acl"
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
@@ -134,7 +135,7 @@ func (d *Dialer) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 // allowed applies the built-in refusals, the loop check and the rules.
 func (d *Dialer) allowed(host string, ap netip.AddrPort) error {
 	a := ap.Addr()
-	if !d.AllowLinkLocal && IsLinkLocalOrMetadata(a) {
+	if !d.AllowLinkLocal && acl.IsLinkLocalOrMetadata(host, a) {
 		return proxystatus.New(proxystatus.DestinationIPProhibited, "upstream address is link-local or cloud metadata")
 	}
 	if d.IsSelf != nil && d.IsSelf(ap) {
@@ -150,28 +151,6 @@ func (d *Dialer) allowed(host string, ap netip.AddrPort) error {
 		}
 	}
 	return nil
-}
-
-// metadata addresses of the common clouds, refused with link-local.
-var metadataAddrs = []netip.Addr{
-	netip.MustParseAddr("169.254.169.254"), // AWS, GCP, Azure, OpenStack
-	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
-	netip.MustParseAddr("fd00:ec2::254"),   // AWS IPv6
-}
-
-// IsLinkLocalOrMetadata reports whether a is link-local or a cloud metadata
-// address: upstreams proxyto refuses unless configured otherwise.
-func IsLinkLocalOrMetadata(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {
-		return true
-	}
-	for _, m := range metadataAddrs {
-		if a == m {
-			return true
-		}
-	}
-	return false
 }
 
 // isInvalidName reports whether host is "invalid" or ends in ".invalid"

@@ -185,46 +185,6 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestIsLinkLocalOrMetadata(t *testing.T) {
-	tests := []struct {
-		addr string
-		want bool
-	}{
-		{"169.254.0.1", true},
-		{"169.254.169.254", true},
-		{"169.254.255.255", true},
-		{"100.100.100.200", true},
-		{"fd00:ec2::254", true},
-		{"fe80::1", true},
-		{"fe80::1%eth0", true},
-		{"febf:ffff::1", true},
-		{"ff02::1", true},     // link-local multicast
-		{"224.0.0.251", true}, // IPv4 link-local multicast
-		{"::ffff:169.254.169.254", true},
-		{"::ffff:100.100.100.200", true},
-		{"127.0.0.1", false},
-		{"10.0.0.1", false},
-		{"169.253.255.255", false},
-		{"169.255.0.0", false},
-		{"100.100.100.199", false},
-		{"100.100.100.201", false},
-		{"fd00:ec2::253", false},
-		{"fec0::1", false},
-		{"::1", false},
-		{"8.8.8.8", false},
-		{"2001:4860:4860::8888", false},
-		{"224.0.1.1", false},
-	}
-	for _, tt := range tests {
-		if got := upstream.IsLinkLocalOrMetadata(netip.MustParseAddr(tt.addr)); got != tt.want {
-			t.Errorf("IsLinkLocalOrMetadata(%s) = %v, want %v", tt.addr, got, tt.want)
-		}
-	}
-	if upstream.IsLinkLocalOrMetadata(netip.Addr{}) {
-		t.Error("zero Addr reported link-local")
-	}
-}
-
 // countingListener accepts and counts connections, echoing nothing.
 func countingListener(t *testing.T) (addr string, accepted func() int64) {
 	t.Helper()

@@ -6,11 +6,9 @@ import (
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
-// Socks5 is the client side of an RFC 1928 exchange with RFC 1929
-// username/password authentication, driven on the event loop: Start gives the
-// first bytes to send, and Feed consumes the upstream's answers and gives
-// what to send next, until done. The zero value is not usable; set the fields
-// and call Start.
+// Socks5 is the Handshake of an RFC 1928 exchange with RFC 1929
+// username/password authentication. The zero value is not usable; set the
+// fields and call Start.
 type Socks5 struct {
 	// User and Pass are sent when HasAuth (RFC 1929); each at most 255 bytes.
 	User, Pass []byte
@@ -20,6 +18,10 @@ type Socks5 struct {
 	Addr netip.Addr
 	Host []byte
 	Port uint16
+	// Tunnel makes the finished handshake reply to the client with
+	// "200 Connection established" (a CONNECT); without it the caller
+	// sends a forwarded request next.
+	Tunnel bool
 
 	step uint8
 }
@@ -33,21 +35,31 @@ const (
 )
 
 // Start appends the greeting to dst.
-func (s *Socks5) Start(dst []byte) ([]byte, error) {
+func (s *Socks5) Start(dst []byte) ([]byte, bool, error) {
 	if len(s.User) > 255 || len(s.Pass) > 255 || len(s.Host) > 255 {
-		return dst, proxystatus.New(proxystatus.HTTPRequestError, "SOCKS5 credentials or host name longer than 255 bytes")
+		return dst, false, proxystatus.New(proxystatus.HTTPRequestError, "SOCKS5 credentials or host name longer than 255 bytes")
 	}
 	s.step = socksMethod
 	if s.HasAuth {
-		return append(dst, 5, 2, 0, 2), nil
+		return append(dst, 5, 2, 0, 2), false, nil
 	}
-	return append(dst, 5, 1, 0), nil
+	return append(dst, 5, 1, 0), false, nil
 }
 
-// Feed consumes the upstream's bytes in. It returns how many it used, what to
+// Feed consumes the upstream's answers, one step at a time.
+func (s *Socks5) Feed(in, send, reply []byte) (Step, error) {
+	n, next, done, err := s.feed(in, send)
+	st := Step{N: n, Send: next, Reply: reply, Done: done}
+	if done && s.Tunnel {
+		st.Reply = AppendEstablished(reply, nil, nil)
+	}
+	return st, err
+}
+
+// feed consumes the upstream's bytes in. It returns how many it used, what to
 // send next appended to out, and done once the tunnel is open. With n == 0
 // and no error it needs more bytes.
-func (s *Socks5) Feed(in, out []byte) (n int, next []byte, done bool, err error) {
+func (s *Socks5) feed(in, out []byte) (n int, next []byte, done bool, err error) {
 	next = out
 	switch s.step {
 	case socksMethod:

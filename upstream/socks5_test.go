@@ -163,11 +163,23 @@ func (s *socksServer) serve(c net.Conn) (seen socksSeen) {
 	return
 }
 
+// feed and start call the Handshake methods and return the results the
+// way the tests read them.
+func feed(f func(in, send, reply []byte) (upstream.Step, error), in, out []byte) (int, []byte, bool, error) {
+	st, err := f(in, out, nil)
+	return st.N, st.Send, st.Done, err
+}
+
+func start(f func(send []byte) ([]byte, bool, error), dst []byte) ([]byte, error) {
+	out, _, err := f(dst)
+	return out, err
+}
+
 // runSocks drives s over c until done or an error, reading readSize bytes at
 // a time, as the engine would: Start, then Feed whatever arrived, send what
 // Feed returns. It returns the bytes left after the reply (tunnel data).
 func runSocks(s *upstream.Socks5, c net.Conn, readSize int) (rest []byte, err error) {
-	out, err := s.Start(nil)
+	out, err := start(s.Start, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +191,7 @@ func runSocks(s *upstream.Socks5, c net.Conn, readSize int) (rest []byte, err er
 	for {
 		// Feed everything buffered before reading more.
 		for len(in) > 0 {
-			n, next, done, err := s.Feed(in, out[:0])
+			n, next, done, err := feed(s.Feed, in, out[:0])
 			if err != nil {
 				return nil, err
 			}
@@ -374,7 +386,7 @@ func TestSocks5Exchange(t *testing.T) {
 					t.Errorf("left over %q with one-byte reads", rest)
 				}
 				// Feeding after done is a protocol error, not a panic.
-				if _, _, _, err := client.Feed([]byte{5, 0}, nil); err == nil {
+				if _, _, _, err := feed(client.Feed, []byte{5, 0}, nil); err == nil {
 					t.Errorf("Feed after done: no error")
 				}
 			})
@@ -444,7 +456,7 @@ func TestSocks5StartRejectsLongFields(t *testing.T) {
 		{HasAuth: true, Pass: long},
 		{Host: long},
 	} {
-		out, err := s.Start([]byte("keep"))
+		out, err := start(s.Start, []byte("keep"))
 		wantPSType(t, err, proxystatus.HTTPRequestError, "255")
 		if string(out) != "keep" {
 			t.Errorf("Start wrote %q on error", out)
@@ -456,35 +468,35 @@ func TestSocks5StartRejectsLongFields(t *testing.T) {
 // §4; RFC 1929 §2).
 func TestSocks5Bytes(t *testing.T) {
 	s := upstream.Socks5{HasAuth: true, User: []byte("u1"), Pass: []byte("pw"), Addr: netip.MustParseAddr("10.0.0.1"), Port: 0x1bb}
-	out, err := s.Start(nil)
+	out, err := start(s.Start, nil)
 	if err != nil || !bytes.Equal(out, []byte{5, 2, 0, 2}) {
 		t.Fatalf("greeting %v, %v", out, err)
 	}
-	n, next, done, err := s.Feed([]byte{5, 2}, nil)
+	n, next, done, err := feed(s.Feed, []byte{5, 2}, nil)
 	if n != 2 || done || err != nil || !bytes.Equal(next, []byte{1, 2, 'u', '1', 2, 'p', 'w'}) {
 		t.Fatalf("after method: n=%d done=%v err=%v next=%v", n, done, err, next)
 	}
-	n, next, done, err = s.Feed([]byte{1, 0}, []byte("prefix"))
+	n, next, done, err = feed(s.Feed, []byte{1, 0}, []byte("prefix"))
 	if n != 2 || done || err != nil || !bytes.Equal(next, append([]byte("prefix"), 5, 1, 0, 1, 10, 0, 0, 1, 0x01, 0xbb)) {
 		t.Fatalf("after auth: n=%d done=%v err=%v next=%v", n, done, err, next)
 	}
 	reply := []byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0}
 	for i := range len(reply) {
-		if n, _, done, err := s.Feed(reply[:i], nil); n != 0 || done || err != nil {
+		if n, _, done, err := feed(s.Feed, reply[:i], nil); n != 0 || done || err != nil {
 			t.Fatalf("partial reply of %d bytes: n=%d done=%v err=%v", i, n, done, err)
 		}
 	}
-	n, next, done, err = s.Feed(append(reply, 'x'), nil)
+	n, next, done, err = feed(s.Feed, append(reply, 'x'), nil)
 	if n != len(reply) || !done || err != nil || len(next) != 0 {
 		t.Fatalf("reply: n=%d done=%v err=%v next=%v", n, done, err, next)
 	}
 
 	noAuth := upstream.Socks5{Addr: netip.MustParseAddr("::1"), Port: 80}
-	out, _ = noAuth.Start(nil)
+	out, _ = start(noAuth.Start, nil)
 	if !bytes.Equal(out, []byte{5, 1, 0}) {
 		t.Fatalf("greeting without auth %v", out)
 	}
-	_, next, _, _ = noAuth.Feed([]byte{5, 0}, nil)
+	_, next, _, _ = feed(noAuth.Feed, []byte{5, 0}, nil)
 	want := append([]byte{5, 1, 0, 4}, netip.MustParseAddr("::1").AsSlice()...)
 	if !bytes.Equal(next, append(want, 0, 80)) {
 		t.Fatalf("IPv6 request %v", next)
@@ -497,10 +509,10 @@ func BenchmarkSocks5Feed(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s := upstream.Socks5{HasAuth: true, User: []byte("alice"), Pass: []byte("secret"), Host: []byte("example.com"), Port: 443}
-		out, _ = s.Start(out[:0])
-		_, out, _, _ = s.Feed([]byte{5, 2}, out[:0])
-		_, out, _, _ = s.Feed([]byte{1, 0}, out[:0])
-		if _, _, done, err := s.Feed(reply, out[:0]); !done || err != nil {
+		out, _ = start(s.Start, out[:0])
+		_, out, _, _ = feed(s.Feed, []byte{5, 2}, out[:0])
+		_, out, _, _ = feed(s.Feed, []byte{1, 0}, out[:0])
+		if _, _, done, err := feed(s.Feed, reply, out[:0]); !done || err != nil {
 			b.Fatal(done, err)
 		}
 	}
