@@ -1,4 +1,4 @@
-// Package acl decides which upstream proxies proxyto may dial (SPEC §6):
+// Package acl decides which upstream proxies proxyto may dial (docs/behaviour.md, "Operation"):
 // allow and deny lists of CIDRs, single IPs, exact host names and host-name
 // suffixes, plus built-in refusals of link-local and cloud-metadata
 // addresses.

@@ -1,6 +1,6 @@
 // Package auth checks proxyto's own client authentication: HTTP Basic
 // credentials in Proxy-Authorization, against a user list given on the
-// command line, an htpasswd file of bcrypt hashes, or both (SPEC §6).
+// command line, an htpasswd file of bcrypt hashes, or both (docs/behaviour.md, "Operation").
 //
 // A *Basic implements engine.Authenticator. Cached answers on an event loop
 // without blocking or allocating: user-list credentials are compared in

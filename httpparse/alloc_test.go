@@ -4,7 +4,7 @@ package httpparse
 
 import "testing"
 
-// The race detector allocates, so these run only without it (STYLE example 6).
+// The race detector allocates, so these run only without it.
 
 var (
 	connectHead = []byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nUser-Agent: curl/8.5.0\r\n" +

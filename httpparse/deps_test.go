@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// TestImports keeps httpparse a pure leaf (STYLE example 14): its non-test
+// TestImports keeps httpparse a pure leaf: its non-test
 // code may import only these standard packages.
 func TestImports(t *testing.T) {
 	allowed := map[string]string{

@@ -6,7 +6,7 @@
 //     Peek → Parse → Discard(n);
 //   - one hop-by-hop table (fixedHop) and one function (markHop) decide
 //     which header lines are re-emitted upstream by AppendEndToEnd;
-//   - [UpstreamList.Parse] reads the X-Proxy-To grammar (SPEC §2);
+//   - [UpstreamList.Parse] reads the X-Proxy-To grammar (docs/behaviour.md, "X-Proxy-To");
 //   - [ChunkScanner] finds where a chunked body ends while it streams through
 //     unchanged.
 //

@@ -108,7 +108,7 @@ var (
 )
 
 // Errors wrapped by *ProxyToError, returned by UpstreamList.Parse and
-// Upstream.Parse for a malformed X-Proxy-To (SPEC §2; the engine answers 400).
+// Upstream.Parse for a malformed X-Proxy-To (docs/behaviour.md, "X-Proxy-To"; the engine answers 400).
 // None of them, nor ProxyToError itself, ever holds bytes of the value.
 var (
 	// ErrProxyToEmpty occurs when the whole X-Proxy-To value is empty or

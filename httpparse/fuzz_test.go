@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-// Differential fuzzing against the standard library (STYLE example 5).
+// Differential fuzzing against the standard library.
 //
 // Where both parsers accept an input they must agree. Where only one does,
 // the difference must be one of the intended ones listed at each target;

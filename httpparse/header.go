@@ -30,7 +30,7 @@ type Known uint8
 const (
 	KnownOther              Known = iota // any other field
 	KnownHost                            // Host
-	KnownXProxyTo                        // X-Proxy-To (SPEC §2)
+	KnownXProxyTo                        // X-Proxy-To (docs/behaviour.md, "X-Proxy-To")
 	KnownProxyAuthorization              // Proxy-Authorization
 	KnownProxyAuthenticate               // Proxy-Authenticate
 	KnownConnection                      // Connection
@@ -55,11 +55,11 @@ type Header struct {
 	Hop   bool  // hop-by-hop: not forwarded by AppendEndToEnd (see markHop)
 }
 
-// fixedHop is the one hop-by-hop table (RFC 9110 §7.6.1, SPEC §3). A field
+// fixedHop is the one hop-by-hop table (RFC 9110 §7.6.1; docs/behaviour.md, "Talking to the upstream"). A field
 // marked here is never forwarded; markHop adds the fields that Connection
 // names.
 //
-// Transfer-Encoding is absent on purpose: proxyto keeps framing (SPEC §3), a
+// Transfer-Encoding is absent on purpose: proxyto keeps framing (docs/behaviour.md, "Talking to the upstream"), a
 // chunked body is streamed through still chunked, so the field that says so
 // must go with it.
 var fixedHop = [numKnown]bool{
@@ -73,7 +73,7 @@ var fixedHop = [numKnown]bool{
 	// for proxyto: both are proxyto's own business.
 	KnownProxyAuthorization: true,
 	KnownProxyAuthenticate:  true,
-	KnownXProxyTo:           true, // SPEC §2: removed before anything goes upstream
+	KnownXProxyTo:           true, // removed before anything goes upstream (docs/behaviour.md)
 }
 
 // neverHop lists the fields a Connection token cannot remove. Host, and the

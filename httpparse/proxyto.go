@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// Scheme is how proxyto talks to an upstream proxy (SPEC §2).
+// Scheme is how proxyto talks to an upstream proxy (docs/behaviour.md, "X-Proxy-To").
 type Scheme uint8
 
 // The X-Proxy-To schemes. The zero value is SchemeHTTP, the default.
@@ -48,7 +48,7 @@ func (s Scheme) DefaultPort() uint16 {
 
 // Limits of the X-Proxy-To grammar.
 const (
-	MaxProxyToLen = 4096 // bytes of the whole header value (SPEC §2)
+	MaxProxyToLen = 4096 // bytes of the whole header value (docs/behaviour.md, "X-Proxy-To")
 	MaxUpstreams  = 8    // entries of a failover list
 )
 
@@ -94,7 +94,7 @@ type UpstreamList struct {
 // Upstreams returns List[:N].
 func (l *UpstreamList) Upstreams() []Upstream { return l.List[:l.N] }
 
-// Parse parses an X-Proxy-To value (SPEC §2):
+// Parse parses an X-Proxy-To value (docs/behaviour.md, "X-Proxy-To"):
 //
 //	list  = entry *( OWS "," OWS entry )
 //	entry = [ scheme "://" ] [ user [ ":" password ] "@" ] host [ ":" port ]

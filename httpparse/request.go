@@ -36,7 +36,7 @@ type Request struct {
 	HasHost bool // a Host field was present (a second one is ErrDuplicateHost)
 
 	XProxyTo      Span // value of the first X-Proxy-To field
-	XProxyToCount int  // number of X-Proxy-To fields: the engine rejects > 1 (SPEC §2)
+	XProxyToCount int  // number of X-Proxy-To fields: the engine rejects > 1 (docs/behaviour.md, "X-Proxy-To")
 
 	ProxyAuthorization Span // value of the first Proxy-Authorization field
 	HasProxyAuth       bool // some Proxy-Authorization field was present

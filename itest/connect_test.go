@@ -1,6 +1,6 @@
 package itest
 
-// CONNECT through proxyto (SPEC §1–§3): real clients, the exact bytes the
+// CONNECT through proxyto (docs/behaviour.md): real clients, the exact bytes the
 // upstream receives, and what the client gets back.
 
 import (
@@ -65,7 +65,7 @@ func parseHead(t *testing.T, raw []byte) (requestLine string, headers []string) 
 }
 
 // TestConnectUpstreamReceivesExactHead checks byte for byte what the upstream
-// gets for a CONNECT (SPEC §3): the request line, one Host, one
+// gets for a CONNECT (docs/behaviour.md, "Talking to the upstream"): the request line, one Host, one
 // Proxy-Authorization built from the percent-decoded credentials (none when
 // X-Proxy-To has none), and then exactly the client's end-to-end headers in
 // the client's order and case, duplicates kept; X-Proxy-To, the client's own
@@ -169,7 +169,7 @@ func TestConnectUpstreamReceivesExactHead(t *testing.T) {
 // upstream's end-to-end response headers (the exit IP), bytes the upstream
 // wrote right after its 200 head reach the client first, and bytes the client
 // sent right after its CONNECT head — before reading the 200 — reach the
-// origin (SPEC §3).
+// origin (docs/behaviour.md, "Talking to the upstream").
 func TestConnectResponseHeadersAndEarlyBytes(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	const early = "EARLY-BYTES-FROM-UPSTREAM\n"
@@ -214,7 +214,7 @@ func TestConnectResponseHeadersAndEarlyBytes(t *testing.T) {
 }
 
 // TestConnectFailover: with a failover list whose first upstream refuses the
-// connection, proxyto tries the next and the tunnel works (SPEC §2).
+// connection, proxyto tries the next and the tunnel works (docs/behaviour.md, "X-Proxy-To").
 func TestConnectFailover(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))

@@ -1,6 +1,6 @@
 package itest
 
-// Errors proxyto makes itself for CONNECT (SPEC §4): each asserts the status,
+// Errors proxyto makes itself for CONNECT (docs/behaviour.md, "Errors"): each asserts the status,
 // the Proxy-Status error type (and received-status), text/plain, and that the
 // upstream password appears in no response and no log line.
 
@@ -23,7 +23,7 @@ func TestConnectMissingXProxyTo(t *testing.T) {
 	}
 }
 
-// TestConnectInvalidXProxyTo: every malformed X-Proxy-To of SPEC §2 → 400
+// TestConnectInvalidXProxyTo: every malformed X-Proxy-To of docs/behaviour.md → 400
 // http_request_error, and nothing reaches the upstream (each value would
 // otherwise name a working one where it can).
 func TestConnectInvalidXProxyTo(t *testing.T) {
@@ -96,7 +96,7 @@ func TestConnectHeaderTooLarge(t *testing.T) {
 }
 
 // TestConnectUpstreamFailures: each way an upstream can fail maps to its
-// status and Proxy-Status type (SPEC §4).
+// status and Proxy-Status type (docs/behaviour.md, "Errors").
 func TestConnectUpstreamFailures(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	p := harness.StartProxyto(t)

@@ -28,7 +28,7 @@ var secrets = []string{
 	base64.StdEncoding.EncodeToString([]byte(upUser + ":" + upPass)),
 }
 
-// wantProxyError checks a response proxyto generated itself (SPEC §4): status,
+// wantProxyError checks a response proxyto generated itself (docs/behaviour.md, "Errors"): status,
 // a Proxy-Status header naming errType (and received-status=received when
 // received > 0), Content-Type text/plain, a body, and no secret anywhere.
 func wantProxyError(t *testing.T, resp *http.Response, status int, errType string, received int) {
@@ -84,7 +84,7 @@ func noSecret(t *testing.T, what, s string) {
 	}
 }
 
-// noSecretInLogs checks proxyto's output so far (SPEC §2: never logged).
+// noSecretInLogs checks proxyto's output so far (credentials are never logged).
 func noSecretInLogs(t *testing.T, p *harness.Proxyto) {
 	t.Helper()
 	noSecret(t, "proxyto's log output", p.Output())

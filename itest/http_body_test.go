@@ -1,6 +1,6 @@
 package itest
 
-// Bodies through plain-HTTP forwarding (SPEC §3): Content-Length and chunked
+// Bodies through plain-HTTP forwarding (docs/behaviour.md, "Talking to the upstream"): Content-Length and chunked
 // both ways (trailers included), until-close responses, no body for HEAD,
 // 1xx, 204 and 304, Expect: 100-continue, and 1 GiB each way in bounded
 // memory.
@@ -123,7 +123,7 @@ func TestHTTPResponseBodies(t *testing.T) {
 }
 
 // TestHTTPNoBodyResponses: answers to HEAD, 1xx, 204 and 304 have no body
-// (SPEC §3). All go on one kept-alive connection, so a body proxyto wrongly
+// (docs/behaviour.md, "Talking to the upstream"). All go on one kept-alive connection, so a body proxyto wrongly
 // waited for, or stray bytes it passed on, would spoil the next response.
 func TestHTTPNoBodyResponses(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
@@ -222,7 +222,7 @@ const httpRSSSlack = 64 << 20
 
 // TestHTTPLargeUpload: a 1 GiB Content-Length request body streams through
 // with its sha256 intact while proxyto's RSS stays within httpRSSSlack of its
-// baseline (SPEC §3: never buffered whole).
+// baseline (bodies are never buffered whole).
 func TestHTTPLargeUpload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1 GiB transfer skipped in -short mode")

@@ -1,6 +1,6 @@
 package itest
 
-// Connections in plain-HTTP forwarding (SPEC §1, §3): client keep-alive and
+// Connections in plain-HTTP forwarding (docs/behaviour.md, "Requests", "Talking to the upstream"): client keep-alive and
 // pipelining, HTTP/1.0, the idle timeout, the upstream connection pool, and
 // Upgrade.
 
@@ -150,7 +150,7 @@ func upstreamConnOf(t *testing.T, u *harness.WireUpstream, origin *harness.WireO
 
 // TestHTTPUpstreamPool: plain-HTTP connections to an upstream are pooled per
 // (upstream, credentials) and reused only after a cleanly finished exchange
-// (SPEC §3).
+// (docs/behaviour.md, "Talking to the upstream").
 func TestHTTPUpstreamPool(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
 

@@ -1,6 +1,6 @@
 package itest
 
-// Errors in plain-HTTP forwarding (SPEC §2, §4) and request smuggling
+// Errors in plain-HTTP forwarding (docs/behaviour.md, "X-Proxy-To", "Errors") and request smuggling
 // (RFC 9112 §6): every response proxyto makes itself has its status, a
 // Proxy-Status naming the error, text/plain and no password; ambiguous
 // framing is refused with 400 and a closed connection.
@@ -63,7 +63,7 @@ func TestHTTPInvalidXProxyTo(t *testing.T) {
 }
 
 // TestHTTPUpstreamFailures: each way an upstream can fail a plain request maps
-// to its status and Proxy-Status (SPEC §4); a 407 never reaches the client.
+// to its status and Proxy-Status (docs/behaviour.md, "Errors"); a 407 never reaches the client.
 func TestHTTPUpstreamFailures(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
 	p := harness.StartProxyto(t)

@@ -1,6 +1,6 @@
 package itest
 
-// Plain-HTTP forwarding (SPEC §1–§3): absolute-form and origin-form requests
+// Plain-HTTP forwarding (docs/behaviour.md): absolute-form and origin-form requests
 // go to the upstream in absolute-form with its Proxy-Authorization; header
 // bytes are preserved both ways, hop-by-hop fields removed; every method.
 
@@ -54,7 +54,7 @@ func handleExact(o *harness.WireOrigin) {
 }
 
 // TestHTTPAbsoluteFormExactHeads checks byte for byte what the upstream gets
-// for an absolute-form GET and what the client gets back (SPEC §3): the
+// for an absolute-form GET and what the client gets back (docs/behaviour.md, "Talking to the upstream"): the
 // absolute-form request line, one Proxy-Authorization built from the
 // percent-decoded credentials, and the client's end-to-end fields in order,
 // case, duplicates and spacing, with X-Proxy-To, the client's own
@@ -154,7 +154,7 @@ func TestHTTPAbsoluteFormExactHeads(t *testing.T) {
 }
 
 // TestHTTPOriginForm: "GET /p?q=1" with Host goes upstream as
-// "GET http://host/p?q=1" (SPEC §1), Host kept as sent.
+// "GET http://host/p?q=1" (docs/behaviour.md, "Requests"), Host kept as sent.
 func TestHTTPOriginForm(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
@@ -184,7 +184,7 @@ func TestHTTPOriginForm(t *testing.T) {
 }
 
 // TestHTTPMethods: every method is forwarded unchanged, bodies where given,
-// and HEAD's answer has no body (SPEC §1).
+// and HEAD's answer has no body (docs/behaviour.md, "Requests").
 func TestHTTPMethods(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
@@ -230,7 +230,7 @@ func TestHTTPMethods(t *testing.T) {
 }
 
 // TestHTTPFailover: with a failover list whose first upstream refuses the
-// connection, a plain request goes through the next one (SPEC §2).
+// connection, a plain request goes through the next one (docs/behaviour.md, "X-Proxy-To").
 func TestHTTPFailover(t *testing.T) {
 	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})

@@ -82,7 +82,7 @@ func httpWantOK(t *testing.T, r *harness.WireResponse, want string) {
 	}
 }
 
-// httpWantError checks a response proxyto generated itself (SPEC §4), as
+// httpWantError checks a response proxyto generated itself (docs/behaviour.md, "Errors"), as
 // wantProxyError does for net/http responses.
 func httpWantError(t *testing.T, r *harness.WireResponse, status int, errType string, received int) {
 	t.Helper()

@@ -1,6 +1,6 @@
 package itest
 
-// https upstreams (SPEC §2, §4): X-Proxy-To https://user:pass@localhost:P is
+// https upstreams (docs/behaviour.md, "X-Proxy-To", "Errors"): X-Proxy-To https://user:pass@localhost:P is
 // a TLS connection to the upstream proxy, verified against --upstream-ca (or
 // not verified with --insecure-upstream-tls); an unverifiable certificate is
 // 502 tls_certificate_error.

@@ -1,6 +1,6 @@
 package itest
 
-// SOCKS5 upstreams (SPEC §2, §3): X-Proxy-To socks5:// (proxyto resolves the
+// SOCKS5 upstreams (docs/behaviour.md, "X-Proxy-To", "Talking to the upstream"): X-Proxy-To socks5:// (proxyto resolves the
 // target, so the SOCKS request carries an IP) and socks5h:// (the upstream
 // resolves it, so it carries the name), RFC 1929 credentials, for CONNECT
 // tunnels and for plain HTTP (sent in origin-form over the SOCKS connection).

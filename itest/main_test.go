@@ -1,5 +1,5 @@
 // Package itest holds proxyto's integration tests: they build ./cmd/proxyto,
-// run it as a process on loopback, and hold it to SPEC.md with real clients
+// run it as a process on loopback, and hold it to docs/behaviour.md with real clients
 // (curl and raw sockets), a scriptable upstream proxy, Debian's squid and
 // tinyproxy, and origins that count and checksum every byte.
 //

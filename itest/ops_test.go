@@ -1,6 +1,6 @@
 package itest
 
-// Operations through the real binary (SPEC §5–§6): /metrics parses and moves,
+// Operations through the real binary (docs/behaviour.md, "Operation"): /metrics parses and moves,
 // the access line has every field, no credential reaches a log or a metric,
 // and SIGTERM drains in-flight tunnels, turns /ready to 503 and exits 0.
 
@@ -105,7 +105,7 @@ next:
 }
 
 // noAddressLabels fails if any label value looks like a host, an address or
-// userinfo (SPEC §5: no unbounded labels, no credentials).
+// userinfo (no unbounded labels, no credentials).
 func (s scrape) noAddressLabels(t *testing.T) {
 	t.Helper()
 	for name, f := range s.fams {

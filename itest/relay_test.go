@@ -1,6 +1,6 @@
 package itest
 
-// Relay regressions (SPEC §1 "relays bytes both ways until both sides are
+// Relay regressions (a tunnel "relays bytes both ways until both sides are
 // done", §3 "memory stays bounded"). They assert bytes, checksums and RSS
 // bounds, never timings: the slow sides are slow only to force backpressure.
 

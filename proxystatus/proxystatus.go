@@ -14,7 +14,7 @@ import (
 // The set is closed so that metrics can pre-create one series per value.
 type Type uint8
 
-// The error types proxyto produces (SPEC §4).
+// The error types proxyto produces (docs/behaviour.md, "Errors").
 const (
 	None                    Type = iota // no error: the exchange succeeded
 	HTTPRequestError                    // malformed request line, headers or X-Proxy-To; header section too large
@@ -45,7 +45,7 @@ type row struct {
 	status int    // response status proxyto sends
 }
 
-// table is the single error→response map (SPEC §4).
+// table is the single error→response map (docs/behaviour.md, "Errors").
 var table = [numTypes]row{
 	None:                    {"", 200},
 	HTTPRequestError:        {"http_request_error", 400},

@@ -14,7 +14,7 @@ import (
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
-// typeTable is SPEC §4 written out independently of proxystatus.go, one row per
+// typeTable is the error table of docs/behaviour.md written out independently of proxystatus.go, one row per
 // Type, so that a change to the package table shows up here.
 var typeTable = []struct {
 	t      proxystatus.Type

@@ -5,7 +5,10 @@
 #   /health and /metrics; the image's HEALTHCHECK; SIGTERM drain exits 0.
 # Idempotent: installs podman/runc/debootstrap if missing and builds the local
 # stand-in for golang:1.26-bookworm once (no registry is used: --pull=never).
-# See /work/shared/notes/containers.md for why runc and explicit ulimits.
+# Why runc and explicit ulimits: on hosts with a hybrid cgroup layout crun
+# refuses to run ("cgroups in hybrid mode not supported"), and without
+# CAP_SYS_RESOURCE podman's default rlimits (above the shell's hard limits)
+# cannot be set, so the containers.conf below pins both.
 #
 # Env: IMAGE (default localhost/proxyto:image-test), VERSION (git describe),
 #      KEEP_IMAGE=1 keeps the built image, IMAGE_TEST_STANDIN=1 builds

@@ -219,7 +219,7 @@ func TestRelayBackpressure(t *testing.T) {
 }
 
 // TestRelayClientHalfClose: the client sends its request and FIN, then waits
-// for the whole reply (SPEC §1: relay "until both sides are done").
+// for the whole reply (a tunnel relays "until both sides are done").
 func TestRelayClientHalfClose(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -14,7 +14,7 @@ import (
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
-// gnet has no TLS (notes/gnet.md §7), so an https upstream is handshaken here,
+// gnet has no TLS (and its maintainers plan none), so an https upstream is handshaken here,
 // off the loops, and bridged to one end of a socketpair whose other end the
 // engine enrolls on its loop as if it were a plain TCP upstream. Two goroutines
 // and two 32 KiB buffers per https upstream connection are the price; plain

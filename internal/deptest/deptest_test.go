@@ -32,9 +32,9 @@ func (b ban) matches(pkg string) bool {
 // Bans shared by every package below.
 var (
 	noZap = ban{"go.uber.org/zap/",
-		"logging belongs to observability: the engine reports through engine.Observer, and zap fields built on event loops are the cost STYLE anti-pattern 4 describes"}
+		"logging belongs to observability: the engine reports through engine.Observer, and zap fields built on event loops would cost every request"}
 	noPrometheus = ban{"github.com/prometheus/",
-		"metrics belong to observability: counters are resolved before the hot path behind engine.Observer (STYLE example 13)"}
+		"metrics belong to observability: counters are resolved before the hot path behind engine.Observer"}
 	noNetHTTP = ban{"net/http/",
 		"proxyto parses and writes HTTP itself on gnet event loops; net/http brings its own goroutines, buffers and header canonicalisation"}
 	noObservability = ban{module + "/observability",
