@@ -6,8 +6,8 @@ import (
 )
 
 // Config is everything the engine needs to run. cmd/proxyto fills it from flags;
-// tests fill it directly. The zero value of each field means the documented
-// default (see Defaults).
+// tests fill it directly. A zero field means the default its comment names.
+// The drain's time limit is not here: it is the context given to Shutdown.
 type Config struct {
 	// Listen is the client listener address, "host:port". Default ":8080".
 	Listen string
@@ -28,8 +28,6 @@ type Config struct {
 	// TunnelIdleTimeout closes a tunnel in which no byte moved either way.
 	// Default 5m.
 	TunnelIdleTimeout time.Duration
-	// DrainTimeout is how long in-flight work gets after Shutdown. Default 30s.
-	DrainTimeout time.Duration
 	// MaxHeaderBytes caps a request head (request line plus headers); a larger
 	// one is answered 431. Default 64 KiB.
 	MaxHeaderBytes int
@@ -87,7 +85,9 @@ type Config struct {
 	// X-Proxy-To naming one of them, or Listen, is refused as a loop (508).
 	SelfAddrs []string
 
-	// Logf receives rare operational messages (gnet warnings). nil discards.
+	// Logf receives rare operational messages: gnet's warnings and errors,
+	// and engine bugs caught by a state table. It must be safe for
+	// concurrent use. nil discards them.
 	Logf func(format string, args ...any)
 
 	// Observer receives events for logs and metrics. nil: nothing is observed.
@@ -114,7 +114,6 @@ func (c Config) withDefaults() Config {
 	d(&c.ClientHeaderTimeout, 10*time.Second)
 	d(&c.IdleTimeout, 60*time.Second)
 	d(&c.TunnelIdleTimeout, 5*time.Minute)
-	d(&c.DrainTimeout, 30*time.Second)
 	d(&c.PoolIdleTimeout, 90*time.Second)
 	i(&c.MaxHeaderBytes, 64<<10)
 	i(&c.DialWorkers, 512)

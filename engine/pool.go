@@ -1,14 +1,10 @@
 package engine
 
 import (
-	"syscall"
 	"time"
-	"unsafe"
-
-	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
+	"github.com/proxyto/proxyto/internal/gnetx"
 )
 
 // upstreamPool keeps idle connections to http/https upstreams per loop, keyed
@@ -94,7 +90,7 @@ func (p *upstreamPool) get(u *httpparse.Upstream) *upstreamConn {
 			continue
 		}
 		uc.dead = true
-		if peerGone(uc.end.Conn()) {
+		if gnetx.PeerGone(uc.end.Conn()) {
 			// The upstream closed it (or sent stray bytes) and gnet has
 			// not told us yet: never send a request on it.
 			pk.closedByUpstream(uc, now)
@@ -104,21 +100,6 @@ func (p *upstreamPool) get(u *httpparse.Upstream) *upstreamConn {
 		return uc
 	}
 	return nil
-}
-
-// peerGone reports whether an idle connection can no longer carry a
-// request: bytes wait in gnet's buffer, or a non-blocking MSG_PEEK on the
-// socket sees EOF, stray bytes or an error. Only "would block" means alive.
-// It is one system call, made only when a pooled connection is taken.
-func peerGone(c gnet.Conn) bool {
-	if c == nil || c.InboundBuffered() > 0 {
-		return true
-	}
-	var b [1]byte
-	// A raw recvfrom: unix.Recvfrom's sockaddr would escape to the heap.
-	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(c.Fd()), uintptr(unsafe.Pointer(&b[0])), 1,
-		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return errno != syscall.EAGAIN
 }
 
 // closedByUpstream learns from a pooled connection the upstream closed:

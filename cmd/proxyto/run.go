@@ -82,7 +82,6 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		ClientHeaderTimeout:   r.ClientHeaderTimeout,
 		IdleTimeout:           r.IdleTimeout,
 		TunnelIdleTimeout:     r.TunnelIdleTimeout,
-		DrainTimeout:          r.DrainTimeout,
 		MaxHeaderBytes:        r.MaxHeaderBytes,
 		DefaultUpstream:       r.Default,
 		DialWorkers:           r.DialWorkers,
@@ -98,6 +97,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		InsecureUpstreamTLS:   r.InsecureUpstreamTLS,
 		UpstreamCAFile:        r.UpstreamCA,
 		Observer:              obs.Observer(),
+		Logf:                  func(f string, a ...any) { obs.Logger().Warn(fmt.Sprintf(f, a...)) },
 	}
 	if r.Admin != "" {
 		cfg.SelfAddrs = append(cfg.SelfAddrs, r.Admin)

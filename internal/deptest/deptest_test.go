@@ -47,11 +47,40 @@ var (
 // rules lists, per package, what it must not depend on, directly or
 // through other packages. Packages that do not exist yet are skipped.
 var rules = map[string][]ban{
-	"engine":      {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
-	"tunnel":      {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
-	"upstream":    {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
-	"httpparse":   {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
-	"proxystatus": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	"engine":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+	"tunnel":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+	"upstream":       {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+	"httpparse":      {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	"proxystatus":    {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	"internal/gnetx": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+}
+
+// gnetInternals are gnet's packages below its API; only internal/gnetx,
+// where every assumption about gnet's internals is written down and
+// checked, may import them directly.
+const gnetInternals = "github.com/panjf2000/gnet/v2/pkg/"
+
+// TestGnetBoundary: no package of the module but internal/gnetx imports
+// gnet's internal packages, or reaches into gnet with reflect or unsafe
+// beside importing it.
+func TestGnetBoundary(t *testing.T) {
+	all := list(t, module+"/...")
+	for path, p := range all {
+		if !strings.HasPrefix(path, module) || path == module+"/internal/gnetx" {
+			continue
+		}
+		gnet, reflectOrUnsafe := false, false
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, gnetInternals) {
+				t.Errorf("%s imports %s: gnet internals are reached only through internal/gnetx", path, imp)
+			}
+			gnet = gnet || imp == "github.com/panjf2000/gnet/v2"
+			reflectOrUnsafe = reflectOrUnsafe || imp == "reflect" || imp == "unsafe"
+		}
+		if gnet && reflectOrUnsafe {
+			t.Errorf("%s imports gnet and reflect/unsafe: reaching into gnet belongs in internal/gnetx", path)
+		}
+	}
 }
 
 // carriers are third-party packages allowed to bring a banned package in,

@@ -170,3 +170,32 @@ func sockaddrString(sa unix.Sockaddr) string {
 	}
 	return ""
 }
+
+// TestPeerGone: an idle connection is alive until its peer closes or sends.
+func TestPeerGone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		peer func(nc io.WriteCloser)
+		want bool
+	}{
+		{"idle", func(io.WriteCloser) {}, false},
+		{"peer closed", func(nc io.WriteCloser) { _ = nc.Close() }, true},
+		{"stray bytes", func(nc io.WriteCloser) { _, _ = nc.Write([]byte("x")) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHookEngineWith(t, func(gnet.Conn) {}, nil) // leave bytes unread
+			nc, c := h.accept(t)
+			on(t, c, func() {
+				p, _ := PollerOf(c)
+				_ = p.Pause(c) // gnet must not read first: the peek sees the socket
+			})
+			tc.peer(nc)
+			time.Sleep(10 * time.Millisecond) // let the FIN or byte arrive (not a timing assertion)
+			var got bool
+			on(t, c, func() { got = PeerGone(c) })
+			if got != tc.want {
+				t.Fatalf("PeerGone = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
