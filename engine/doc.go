@@ -1,26 +1,27 @@
-// Package engine is proxyto's gateway: a gnet event handler and the
-// per-connection state machine that carries each request or CONNECT through
-// the upstream proxy its X-Proxy-To names.
+// Package engine is proxyto's gateway: the gnet event handler, the client
+// connections, and the exchanges that carry each request or CONNECT through
+// the upstream proxy its X-Proxy-To names. docs/ARCHITECTURE.md describes it;
+// docs/behaviour.md is what it must do.
 //
 // Call tree (→ on an event loop, ⇢ off the loops):
 //
 //	Engine.Start
-//	├⇢ gnet loops        each accepts on its own SO_REUSEPORT listener
-//	├⇢ ticker            every 5 ms: Execute(loopState.scan) on loops with work
+//	├⇢ gnet loops          each accepts on its own SO_REUSEPORT listener
+//	├⇢ ticker              every 5 ms: loopState.scan on loops with work
 //	│
-//	OnOpen(client)       → limits, then session{stateReadingHead}
-//	OnTraffic(client)    → session.readHead: Peek → httpparse.Request.Parse → Discard
-//	│  ├ CONNECT         → startDial (client paused) ⇢ dialPool: DNS, checks,
-//	│  │                   connect, TLS ⇢ EventLoop.Enroll(upstream)
-//	│  └ GET/POST/...    → same dial (or a pooled upstream), then forward
-//	OnOpen(upstream)     → stateHandshake: write CONNECT / SOCKS5 greeting / request
-//	OnTraffic(upstream)  → handshake reply: 2xx → "200 Connection established",
-//	│                      tunnel.Relay.Start → stateRelaying
-//	OnTraffic(either)    → tunnel.Relay.OnTraffic (backpressure, half-close)
-//	OnClose(either)      → tunnel.Relay.OnClose; session ends once both are closed
-//	loopState.scan       → Relay.Service (resume, flush, FIN), deadlines
+//	handler.OnOpen         → client.go: clientConn (limits)
+//	handler.OnTraffic      → client.go: readHead → begin (X-Proxy-To, auth, rate)
+//	│  ├ CONNECT           → tunnel.go: tunnelExchange.start → dial
+//	│  └ other methods     → forward.go: httpExchange.start → pool, or dial
+//	│                        dial.go ⇢ dial pool: Verify, DNS, rules, connect, TLS
+//	│                        ⇢ EventLoop.Enroll(upstream)
+//	handler.OnOpen         → dial.go: openUpstream → the exchange's upstreamOpened:
+//	│                        upstream.Handshake.Start (CONNECT, SOCKS5, the head)
+//	handler.OnTraffic      → exchange: Handshake.Feed, then tunnel.Pipe / Relay
+//	handler.OnClose        → exchange, then the client connection's finish
+//	loopState.scan         → pipes' and relays' Service, deadlines, pool expiry
 //
 // Every error proxyto answers itself is a *proxystatus.Error rendered in one
-// place (session.fail). A session never touches a connection after gnet's
-// OnClose for it.
+// place (clientConn.fail). Nothing touches a connection after gnet's OnClose
+// for it.
 package engine
