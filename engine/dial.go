@@ -83,6 +83,39 @@ func (u *upstreamConn) closed(ls *loopState, err error) {
 	u.x.upstreamClosed(u, err)
 }
 
+// handshake feeds what u has buffered to hs, writing what hs has to send,
+// until hs is done, needs more bytes, or fails. Once done, the returned
+// step's Reply holds the head for the client (in the loop's reply buffer,
+// valid until the next handshake on this loop).
+func (ls *loopState) handshake(u *upstreamConn, hs upstream.Handshake, rec *access) (done bool, reply []byte, err error) {
+	for {
+		c := u.end.Conn()
+		if c == nil {
+			return false, nil, nil
+		}
+		buf, _ := c.Peek(-1)
+		if len(buf) == 0 {
+			return false, nil, nil
+		}
+		st, err := hs.Feed(buf, ls.scratch[:0], ls.reply[:0])
+		ls.scratch, ls.reply = st.Send[:0], st.Reply[:0]
+		if err != nil {
+			return false, nil, err
+		}
+		if st.N == 0 && !st.Done {
+			return false, nil, nil
+		}
+		_, _ = c.Discard(st.N)
+		if len(st.Send) > 0 {
+			rec.headIn += int64(len(st.Send))
+			_ = u.end.Write(st.Send)
+		}
+		if st.Done {
+			return true, st.Reply, nil
+		}
+	}
+}
+
 // openUpstream runs in OnOpen for a connection a dial enrolled.
 func (e *Engine) openUpstream(c gnet.Conn, u *upstreamConn) ([]byte, gnet.Action) {
 	ls, err := e.loopOf(c)

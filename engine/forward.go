@@ -207,29 +207,15 @@ func (x *httpExchange) upstreamOpened(u *upstreamConn) bool {
 // socksHandshake advances the SOCKS5 exchange before the head.
 func (x *httpExchange) socksHandshake() {
 	cc := x.cc
-	for x.st == hHandshake && x.up != nil && x.up.end.Conn() != nil {
-		c := x.up.end.Conn()
-		buf, _ := c.Peek(-1)
-		st, err := x.socks.Feed(buf, cc.ls.scratch[:0], nil)
-		cc.ls.scratch = st.Send[:0]
-		if err != nil {
-			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), upstream.Classify(err).Type)
-			x.fail(upstream.Classify(err))
-			return
-		}
-		if st.N == 0 {
-			return
-		}
-		_, _ = c.Discard(st.N)
-		if len(st.Send) > 0 {
-			cc.rec.headIn += int64(len(st.Send))
-			_ = x.up.end.Write(st.Send)
-		}
-		if st.Done {
-			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
-			x.sendHead()
-			return
-		}
+	done, _, err := cc.ls.handshake(x.up, &x.socks, &cc.rec)
+	switch {
+	case err != nil:
+		pe := upstream.Classify(err)
+		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
+		x.fail(pe)
+	case done:
+		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
+		x.sendHead()
 	}
 }
 

@@ -121,41 +121,20 @@ func (t *tunnelExchange) upstreamTraffic(u *upstreamConn) {
 	}
 }
 
-// handshake feeds the upstream's answer to the handshake until it is done.
+// handshake feeds the upstream's answer to the handshake; once it is done,
+// the client gets its 200 and the relay starts.
 func (t *tunnelExchange) handshake() {
 	cc, s := t.cc, t.setup
-	for t.st == tHandshake && t.up.end.Conn() != nil {
-		buf, _ := t.up.end.Conn().Peek(-1)
-		if len(buf) == 0 {
-			return
-		}
-		st, err := s.hs.Feed(buf, cc.ls.scratch[:0], cc.ls.reply[:0])
-		cc.ls.scratch, cc.ls.reply = st.Send[:0], st.Reply[:0]
-		if err != nil {
-			t.handshakeFailed(upstream.Classify(err))
-			return
-		}
-		if st.N == 0 && !st.Done {
-			return
-		}
-		if len(st.Send) > 0 {
-			cc.rec.headIn += int64(len(st.Send))
-			_ = t.up.end.Write(st.Send)
-		}
-		// Reply aliases buf's header lines until this Discard.
-		if st.Done {
-			cc.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
-			cc.rec.status = 200
-			cc.rec.headOut = int64(len(st.Reply))
-			_ = cc.end.Write(st.Reply)
-		}
-		if c := t.up.end.Conn(); c != nil {
-			_, _ = c.Discard(st.N)
-		}
-		if st.Done {
-			t.startRelay()
-			return
-		}
+	done, reply, err := cc.ls.handshake(t.up, s.hs, &cc.rec)
+	switch {
+	case err != nil:
+		t.handshakeFailed(upstream.Classify(err))
+	case done:
+		cc.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
+		cc.rec.status = 200
+		cc.rec.headOut = int64(len(reply))
+		_ = cc.end.Write(reply)
+		t.startRelay()
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,19 +15,6 @@ import (
 
 	"github.com/proxyto/proxyto/internal/gnetx"
 )
-
-// listenerAddr returns "ip:port" of a listening IPv4 socket and closes fd.
-func listenerAddr(fd int) string {
-	defer unix.Close(fd)
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return ""
-	}
-	if in4, ok := sa.(*unix.SockaddrInet4); ok {
-		return net.JoinHostPort(net.IP(in4.Addr[:]).String(), strconv.Itoa(in4.Port))
-	}
-	return ""
-}
 
 // This file is a minimal engine for tests: a one-loop gnet server that, for
 // every accepted client, dials a Go upstream server from a goroutine, enrolls
@@ -136,7 +122,7 @@ func startRelayEngineBuf(t testing.TB, cfg Config, upAddr string, rcvBuf, sndBuf
 func (e *relayEngine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.eng = eng
 	if fd, err := eng.Dup(); err == nil {
-		e.addr = listenerAddr(fd)
+		e.addr = gnetx.ListenerAddr(fd)
 	}
 	close(e.booted)
 	return gnet.None

@@ -82,8 +82,8 @@ func replaceWithIdleListener(fd, family int) error {
 	return unix.Dup3(s, fd, unix.O_CLOEXEC)
 }
 
-// listenerAddr returns "ip:port" of a listening IPv4 socket and closes fd.
-func listenerAddr(fd int) string {
+// ListenerAddr returns "ip:port" of a listening IPv4 socket and closes fd.
+func ListenerAddr(fd int) string {
 	defer unix.Close(fd)
 	sa, err := unix.Getsockname(fd)
 	if err != nil {

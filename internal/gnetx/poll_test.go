@@ -76,7 +76,7 @@ func startHookEngineWith(t *testing.T, traffic func(gnet.Conn), onClose func(gne
 func (h *hookEngine) OnBoot(eng gnet.Engine) gnet.Action {
 	h.eng = eng
 	if fd, err := eng.Dup(); err == nil {
-		h.addr = listenerAddr(fd)
+		h.addr = ListenerAddr(fd)
 	}
 	close(h.booted)
 	return gnet.None

@@ -66,7 +66,7 @@ func (h *checkHandler) OnBoot(eng gnet.Engine) gnet.Action {
 	h.eng = eng
 	fd, err := eng.Dup()
 	if err == nil {
-		f := listenerAddr(fd)
+		f := ListenerAddr(fd)
 		h.port = f
 	}
 	close(h.booted)
