@@ -183,7 +183,7 @@ func (r *Resolver) Cached(dst []netip.Addr, host []byte) (addrs []netip.Addr, hi
 	sh := &r.shards[maphash.Bytes(r.seed, key)%numShards]
 	e := sh.get(key)
 	if e == nil || e.exp <= r.now() {
-		sh.misses.Add(1)
+		// A miss is counted by the Lookup that follows it.
 		return dst, false, nil
 	}
 	sh.hits.Add(1)
@@ -208,6 +208,7 @@ func (r *Resolver) Lookup(ctx context.Context, host string) ([]netip.Addr, error
 	folded, _ := fold(&buf, []byte(host)) // Cached refused what fold refuses
 	key := string(folded)
 	sh := r.shard(key)
+	sh.misses.Add(1)
 	if e := r.local(key); e != nil {
 		sh.put(r, key, e)
 		return r.result(e)
@@ -333,10 +334,11 @@ func (sh *shard) store(r *Resolver, key string, e *entry) {
 
 // Stats is a snapshot of the resolver's counters.
 type Stats struct {
-	Hits, Misses uint64 // Cached answers and misses (Lookup counts through Cached)
-	Queries      uint64 // DNS messages sent
-	Failures     uint64 // lookups cached as failures
-	Entries      int    // names cached now, fresh or not
+	Hits     uint64 // names the cache answered (Cached or Lookup)
+	Misses   uint64 // Lookups that needed the hosts file or DNS
+	Queries  uint64 // DNS messages sent
+	Failures uint64 // lookups cached as failures
+	Entries  int    // names cached now, fresh or not
 }
 
 // Stats returns the counters, for metrics at scrape time.

@@ -259,6 +259,9 @@ func TestTTLHonoured(t *testing.T) {
 	if s.count("up.example", dns.TypeA) != 2 || s.count("up.example", dns.TypeAAAA) != 2 {
 		t.Fatalf("after expiry: %v", s.queries)
 	}
+	if st := r.Stats(); st.Hits != 2 || st.Misses != 2 || st.Queries != 4 || st.Entries != 1 || st.Failures != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
 }
 
 func TestTTLClamped(t *testing.T) {

@@ -93,3 +93,16 @@ func (h *Holder) Reload(path string) error {
 // Route.ID. Names are never removed, so the slice only grows: a metric
 // series for a route that left the file stays, frozen. Do not modify it.
 func (h *Holder) Names() []string { return *h.names.Load() }
+
+// EachRoute calls f for every route of the current table with its number
+// of upstreams and how many of them are ejected: what the per-route gauges
+// show, read at scrape time.
+func (h *Holder) EachRoute(f func(name string, upstreams, ejected int)) {
+	t := h.Table()
+	if t == nil {
+		return
+	}
+	for _, r := range t.routes {
+		f(r.name, len(r.ups), r.Ejected())
+	}
+}
