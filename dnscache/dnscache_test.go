@@ -264,6 +264,20 @@ func TestTTLHonoured(t *testing.T) {
 	}
 }
 
+// expiresAfter checks that host is a cache hit for d more and not a
+// nanosecond longer, advancing c by d.
+func expiresAfter(t *testing.T, r *Resolver, c *clock, host string, d time.Duration) {
+	t.Helper()
+	c.add(d - 1)
+	if _, hit, _ := cached(r, host); !hit {
+		t.Fatalf("%s expired before %v", host, d)
+	}
+	c.add(1)
+	if _, hit, _ := cached(r, host); hit {
+		t.Fatalf("%s outlived %v", host, d)
+	}
+}
+
 func TestTTLClamped(t *testing.T) {
 	s := newServer(t)
 	s.set("short.example", &record{a: []string{"192.0.2.1"}, ttl: 0})
@@ -271,37 +285,19 @@ func TestTTLClamped(t *testing.T) {
 	r, c := newResolver(t, s, Config{MinTTL: 2 * time.Second, MaxTTL: time.Minute})
 	lookup(t, r, "short.example")
 	lookup(t, r, "long.example")
-	c.add(2*time.Second - 1)
-	if _, hit, _ := cached(r, "short.example"); !hit {
-		t.Fatal("a TTL of 0 was not raised to MinTTL")
-	}
-	c.add(1)
-	if _, hit, _ := cached(r, "short.example"); hit {
-		t.Fatal("short entry outlived MinTTL")
-	}
-	c.add(time.Minute - 2*time.Second - 1)
-	if _, hit, _ := cached(r, "long.example"); !hit {
-		t.Fatal("long entry expired before MaxTTL")
-	}
-	c.add(1)
-	if _, hit, _ := cached(r, "long.example"); hit {
-		t.Fatal("a TTL of a day was not cut to MaxTTL")
-	}
+	expiresAfter(t, r, c, "short.example", 2*time.Second)            // raised to MinTTL
+	expiresAfter(t, r, c, "long.example", time.Minute-2*time.Second) // cut to MaxTTL
 }
 
 func TestDefaultsClamp(t *testing.T) {
 	s := newServer(t)
 	s.set("long.example", &record{a: []string{"192.0.2.2"}, ttl: 86400})
+	s.set("short.example", &record{a: []string{"192.0.2.1"}, ttl: 0})
 	r, c := newResolver(t, s, Config{})
 	lookup(t, r, "long.example")
-	c.add(5*time.Minute - 1)
-	if _, hit, _ := cached(r, "long.example"); !hit {
-		t.Fatal("expired before the default 5m")
-	}
-	c.add(1)
-	if _, hit, _ := cached(r, "long.example"); hit {
-		t.Fatal("outlived the default 5m")
-	}
+	lookup(t, r, "short.example")
+	expiresAfter(t, r, c, "short.example", time.Second)
+	expiresAfter(t, r, c, "long.example", 5*time.Minute-time.Second)
 }
 
 func TestNegativeCaching(t *testing.T) {
@@ -504,10 +500,7 @@ func TestCNAMEAndTTL(t *testing.T) {
 	if got := lookup(t, r, "alias.example"); !slices.Equal(got, addrs("192.0.2.8")) {
 		t.Fatalf("through a CNAME: %v", got)
 	}
-	c.add(10 * time.Second)
-	if _, hit, _ := cached(r, "alias.example"); hit {
-		t.Fatal("the smallest TTL on the chain was not used")
-	}
+	expiresAfter(t, r, c, "alias.example", 10*time.Second) // the smallest TTL on the chain
 }
 
 func TestTruncatedRetriedOverTCP(t *testing.T) {
