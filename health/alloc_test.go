@@ -38,3 +38,13 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestReportSuccessAllocs(t *testing.T) {
+	c := newClock()
+	tr := newTracker(c, 0)
+	k := Key(7)
+	tr.Retain([]Key{k})
+	if got := testing.AllocsPerRun(100, func() { tr.Report(k, true) }); got != 0 {
+		t.Errorf("success on a route entry: %v allocs", got)
+	}
+}
