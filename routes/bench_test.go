@@ -61,7 +61,7 @@ func (f *selectFixture) byHeader() int {
 
 func BenchmarkSelect(b *testing.B) {
 	for _, strategy := range []string{"failover", "round-robin", "random", "sticky"} {
-		for _, n := range []int{4, 16, 64} {
+		for _, n := range []int{4, 16, 64, 256} {
 			f := newSelectFixture(b, strategy, n)
 			b.Run(fmt.Sprintf("username/%s/%d", strategy, n), func(b *testing.B) {
 				b.ReportAllocs()

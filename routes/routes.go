@@ -337,15 +337,15 @@ func entryHash(u *httpparse.Upstream) uint64 {
 		h = fnvAdd(h, []byte{0})
 		h = fnvAdd(h, u.Pass)
 	}
-	return fmix64(h)
+	// Spread once here what score would otherwise spread per request.
+	h = fmix64(h)
+	return bits.RotateLeft64(h, 31) ^ h*0x9e3779b97f4a7c15
 }
 
 // score is the rendezvous weight of an entry for a key: the MurmurHash3
-// finalizer of the two hashes combined, so that a key's ranking of the
-// entries is an independent random permutation.
-func score(key, entry uint64) uint64 {
-	return fmix64(key ^ bits.RotateLeft64(entry, 31) ^ entry*0x9e3779b97f4a7c15)
-}
+// finalizer of the key's hash combined with the entry's (entryHash), so
+// that a key's ranking of the entries is an independent random permutation.
+func score(key, entry uint64) uint64 { return fmix64(key ^ entry) }
 
 // fmix64 is MurmurHash3's 64-bit finalizer: every input bit affects every
 // output bit.
