@@ -39,3 +39,26 @@ func TestCachedAllocs(t *testing.T) {
 		})
 	}
 }
+
+func TestUserPathAllocs(t *testing.T) {
+	b, err := New(Options{Users: []string{"alice:secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := []byte(basic("alice-route-r-session-s:secret"))
+	var buf [MaxCredentials]byte
+	allocs := testing.AllocsPerRun(100, func() {
+		user, pass, ok := DecodeBasic(value, buf[:])
+		if !ok {
+			t.Fatal("decode")
+		}
+		user = user[:len("alice")]
+		if ok, _ := b.CachedUser(user, pass); !ok {
+			t.Fatal("refused")
+		}
+		_ = b.UserID(user)
+	})
+	if allocs != 0 {
+		t.Errorf("DecodeBasic+CachedUser+UserID: %v allocs, want 0", allocs)
+	}
+}

@@ -8,6 +8,12 @@
 // are answered from a bounded cache of earlier bcrypt verdicts. Verify runs
 // bcrypt and fills that cache; the engine calls it off the event loops.
 //
+// When usernames carry a route and session ("alice-route-eu-session-s1"),
+// the engine decodes the header once (DecodeBasic), splits the username
+// (routes.ParseUsername) and checks the user part with CachedUser and
+// VerifyUser. A Holder wraps a Basic so that SIGHUP can reload the htpasswd
+// file, keeping the old credentials when the new file fails to load.
+//
 // Nothing here logs, and no error holds a password, a hash or a header value.
 package auth
 
@@ -87,6 +93,9 @@ type Basic struct {
 	dummy    []byte            // bcrypt hash compared for unknown users, so they cost the same
 	cache    *verdictCache     // bcrypt verdicts; nil without a file
 	sem      chan struct{}     // bounds concurrent bcrypt runs
+
+	ids   map[string]int // user name → metric ID (user.go)
+	names []string       // user names by ID
 }
 
 // New returns a Basic checking against opts.Users and opts.HtpasswdFile.
@@ -120,6 +129,7 @@ func New(opts Options) (*Basic, error) {
 			return nil, err
 		}
 	}
+	b.indexUsers(opts.Users)
 	return b, nil
 }
 
@@ -167,6 +177,12 @@ func (b *Basic) Cached(value []byte) (ok, known bool) {
 	if !good {
 		return false, true
 	}
+	return b.cached(cred)
+}
+
+// cached answers for salt||user:password from the user list or the verdict
+// cache.
+func (b *Basic) cached(cred []byte) (ok, known bool) {
 	sum := sha256.Sum256(cred)
 	if b.matchUsers(&sum) {
 		return true, true
@@ -186,6 +202,11 @@ func (b *Basic) Verify(value []byte) bool {
 	if !good {
 		return false
 	}
+	return b.verify(cred)
+}
+
+// verify answers for salt||user:password, running bcrypt when needed.
+func (b *Basic) verify(cred []byte) bool {
 	sum := sha256.Sum256(cred)
 	if b.matchUsers(&sum) {
 		return true
@@ -226,15 +247,26 @@ func (b *Basic) digest(userPass []byte) [sha256.Size]byte {
 	return sha256.Sum256(buf)
 }
 
-// decode parses a Proxy-Authorization value "Basic <token>" (scheme in any
-// case, spaces and tabs around and between) and writes salt||user:password
-// into buf, returning that prefix of buf. good is false for another scheme,
-// bad base64, a missing colon, an empty user or over-long credentials.
+// decode parses a Proxy-Authorization value and writes salt||user:password
+// into buf, returning that prefix of buf (see DecodeBasic for what is good).
 func (b *Basic) decode(value []byte, buf *[saltLen + maxCredentials]byte) (cred []byte, good bool) {
+	n, good := decodeBasic(value, buf[saltLen:])
+	if !good {
+		return nil, false
+	}
+	copy(buf[:saltLen], b.salt[:])
+	return buf[:saltLen+n], true
+}
+
+// decodeBasic parses a Proxy-Authorization value "Basic <token>" (scheme in
+// any case, spaces and tabs around and between) and decodes the token into
+// dst, returning its length. good is false for another scheme, bad base64, a
+// missing colon, an empty user or credentials longer than dst.
+func decodeBasic(value, dst []byte) (n int, good bool) {
 	v := trimOWS(value)
 	const scheme = "basic"
 	if len(v) <= len(scheme) || !isOWS(v[len(scheme)]) || !bytes.EqualFold(v[:len(scheme)], []byte(scheme)) {
-		return nil, false
+		return 0, false
 	}
 	tok := trimOWS(v[len(scheme):])
 	// RawStdEncoding after trimming padding accepts both padded and
@@ -242,21 +274,18 @@ func (b *Basic) decode(value []byte, buf *[saltLen + maxCredentials]byte) (cred 
 	for len(tok) > 0 && tok[len(tok)-1] == '=' {
 		tok = tok[:len(tok)-1]
 	}
-	if len(tok) == 0 || base64.RawStdEncoding.DecodedLen(len(tok)) > maxCredentials ||
+	if len(tok) == 0 || base64.RawStdEncoding.DecodedLen(len(tok)) > min(len(dst), maxCredentials) ||
 		bytes.IndexByte(tok, '\r') >= 0 || bytes.IndexByte(tok, '\n') >= 0 {
-		return nil, false
+		return 0, false
 	}
-	copy(buf[:saltLen], b.salt[:])
-	n, err := base64.RawStdEncoding.Decode(buf[saltLen:], tok)
+	n, err := base64.RawStdEncoding.Decode(dst, tok)
 	if err != nil {
-		return nil, false
+		return 0, false
 	}
-	userPass := buf[saltLen : saltLen+n]
-	colon := bytes.IndexByte(userPass, ':')
-	if colon <= 0 {
-		return nil, false
+	if colon := bytes.IndexByte(dst[:n], ':'); colon <= 0 {
+		return 0, false
 	}
-	return buf[:saltLen+n], true
+	return n, true
 }
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }

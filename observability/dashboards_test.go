@@ -31,6 +31,7 @@ const metricsFile = "testdata/metrics.txt"
 // exports; run go test -run MetricsList -update ./observability to rewrite it.
 func TestMetricsList(t *testing.T) {
 	s, _ := newTestStack(t, Options{})
+	addTestAccounting(t, s.Registry())
 	fams, err := s.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +107,7 @@ var metricRef = regexp.MustCompile(`\b(?:proxyto|process|go)_[a-z0-9_]+\b`)
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	s, _ := newTestStack(t, Options{})
+	addTestAccounting(t, s.Registry())
 	fams, err := s.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

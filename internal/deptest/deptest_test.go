@@ -42,6 +42,10 @@ var (
 	noCmd  = ban{module + "/cmd/", "cmd is the top of the tree: nothing imports it"}
 	noGnet = ban{"github.com/panjf2000/gnet/",
 		"a pure package over bytes: the engine owns connections and buffers, so it stays testable and fuzzable without I/O"}
+	noEngine = ban{module + "/engine",
+		"the engine calls this package on its loops (route selection, health, name cache); importing the engine back would be a cycle"}
+	noUpstream = ban{module + "/upstream",
+		"upstream's dialer is a user of this package (health reports, cached names), not a dependency of it"}
 )
 
 // rules lists, per package, what it must not depend on, directly or
@@ -53,6 +57,10 @@ var rules = map[string][]ban{
 	"httpparse":      {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	"proxystatus":    {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	"internal/gnetx": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+	"routes":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine, noUpstream},
+	"health":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine, noUpstream},
+	"dnscache":       {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine, noUpstream},
+	"auth":           {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine},
 }
 
 // gnetInternals are gnet's packages below its API; only internal/gnetx,
