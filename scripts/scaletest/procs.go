@@ -41,6 +41,8 @@ type proc struct {
 	mu    sync.Mutex  // one request at a time
 
 	listen, admin string // proxyto
+
+	lastCPU float64 // CPU seconds when last sampled, kept after it exits
 }
 
 // procs is every child started, so that any exit path can stop them.

@@ -144,11 +144,14 @@ func takeSample(proxytos []*proc) sample {
 	all := append([]*proc(nil), procs.all...)
 	procs.mu.Unlock()
 	for _, p := range all {
-		if !p.alive() {
-			continue
+		if p.alive() {
+			s.rss[p.group] += rss(p.pid)
+			if c := cpuSeconds(p.pid); c > 0 {
+				p.lastCPU = c
+			}
 		}
-		s.rss[p.group] += rss(p.pid)
-		s.cpu[p.group] += cpuSeconds(p.pid)
+		// An exited process's CPU time is what it had when last seen.
+		s.cpu[p.group] += p.lastCPU
 	}
 	s.cpu["probe"] = cpuSeconds(os.Getpid())
 	s.sock = readSockstat()
@@ -354,10 +357,14 @@ func topErrors(m map[string]int) string {
 	return "(" + strings.Join(parts, ", ") + ")"
 }
 
+// diff is a-b per process; -1 (unknown) where either is.
 func diff(a, b []float64) []float64 {
 	out := make([]float64, len(a))
 	for i := range a {
-		if i < len(b) {
+		switch {
+		case a[i] < 0 || i >= len(b) || b[i] < 0:
+			out[i] = -1
+		default:
 			out[i] = a[i] - b[i]
 		}
 	}
@@ -368,6 +375,9 @@ func diff(a, b []float64) []float64 {
 func spread(v []float64) string {
 	if len(v) == 0 {
 		return "-"
+	}
+	if slices.ContainsFunc(v, func(x float64) bool { return x < 0 }) {
+		return "n/a (a process did not answer)"
 	}
 	if len(v) == 1 {
 		return strconv.FormatFloat(v[0], 'f', 0, 64)

@@ -235,6 +235,11 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error)
 func (r *runner) drained(ctx context.Context) error {
 	var last string
 	err := waitFor(ctx, time.Minute+r.openTime(), func() (bool, error) {
+		for _, p := range r.proxytos {
+			if !p.alive() {
+				return false, fmt.Errorf("%s (pid %d) exited", p.name, p.pid)
+			}
+		}
 		s := takeSample(r.proxytos)
 		up, _, err := serverStats(ctx, r.upstreams)
 		if err != nil {
