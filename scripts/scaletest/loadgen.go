@@ -71,6 +71,12 @@ func (t *tally) fail(kind string, err error) {
 	}
 }
 
+func (t *tally) success() {
+	t.mu.Lock()
+	t.ok++
+	t.mu.Unlock()
+}
+
 func (t *tally) reply(start time.Time) reply {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -98,9 +104,7 @@ func (lg *loadgen) handle(r request) reply {
 			if c := lg.conns[k]; c != nil {
 				c.Close()
 				lg.conns[k] = nil
-				t.mu.Lock()
-				t.ok++
-				t.mu.Unlock()
+				t.success()
 			}
 		})
 	}
@@ -194,11 +198,7 @@ func (lg *loadgen) open(k int, t *tally, buf []byte) {
 			c.Close()
 			return
 		}
-		_ = c.SetDeadline(time.Time{})
-		lg.conns[k] = c
-		t.mu.Lock()
-		t.ok++
-		t.mu.Unlock()
+		lg.keep(k, c, t)
 		return
 	}
 	// Read the answer even when the write failed: a refusal may have
@@ -230,11 +230,14 @@ func (lg *loadgen) open(k int, t *tally, buf []byte) {
 		c.Close()
 		return
 	}
+	lg.keep(k, c, t)
+}
+
+// keep holds an opened connection until the next step, and counts it.
+func (lg *loadgen) keep(k int, c *net.TCPConn, t *tally) {
 	_ = c.SetDeadline(time.Time{})
 	lg.conns[k] = c
-	t.mu.Lock()
-	t.ok++
-	t.mu.Unlock()
+	t.success()
 }
 
 // refused checks that a 429 is proxyto's connection-limit answer, and
@@ -281,9 +284,7 @@ func (lg *loadgen) verify(k int, t *tally, buf []byte) {
 			t.fail("verify echo: "+errKind(err), err)
 			return
 		}
-		t.mu.Lock()
-		t.ok++
-		t.mu.Unlock()
+		t.success()
 		return
 	}
 	resp, rest, err := readHead(c, buf)
@@ -310,9 +311,7 @@ func (lg *loadgen) verify(k int, t *tally, buf []byte) {
 		t.fail("response: wrong body", fmt.Errorf("body %q, want %q", body, want))
 		return
 	}
-	t.mu.Lock()
-	t.ok++
-	t.mu.Unlock()
+	t.success()
 }
 
 // echo writes msg and reads it back.

@@ -209,6 +209,9 @@ func (p plan) print(w io.Writer, m machine, opts options) {
 		p.N, p.PerProcess, fdReserve, p.PairCap)
 	fmt.Fprintf(w, "  proxyto   %3d process(es) on one port%s, %s: ~%d connections each, up to ~%d with the kernel's hashing (room for %d)\n",
 		p.Proxyto, map[bool]string{true: " with --reuse-port", false: ""}[p.Proxyto > 1], how, p.ProxytoMeanShare, p.ProxytoWorstShare, p.ProxytoCap)
+	if p.Proxyto > 1 && p.ProxytoAuto {
+		fmt.Fprintf(w, "            (one process would need RLIMIT_NOFILE >= %d; the hard limit is %d and could not be raised)\n", fdsProxyto*p.N+fdReserve, m.NoFile)
+	}
 	fmt.Fprintf(w, "  upstream  %3d process(es), %d connections each (room for %d: 2 descriptors each)\n", p.Upstream, ceilDiv(p.N, p.Upstream), p.UpstreamCap)
 	fmt.Fprintf(w, "  origin    %3d process(es), %d connections each (room for %d)\n", p.Origin, ceilDiv(p.N, p.Origin), p.OneFDCap)
 	fmt.Fprintf(w, "  loadgen   %3d process(es), %d connections each (room for %d), at %.0f/s together\n", p.Loadgen, ceilDiv(p.N, p.Loadgen), p.OneFDCap, opts.Rate)
@@ -218,6 +221,7 @@ func (p plan) print(w io.Writer, m machine, opts options) {
 		}
 		fmt.Fprintf(w, "  phase %-9s sources %s, upstreams %s, origins %s\n", ph.Name, ipRange(ph.Src), ipRange(ph.Up), ipRange(ph.Origin))
 	}
+	fmt.Fprintf(w, "  ports: no address pair carries more than %d connections, so net.ipv4.ip_local_port_range (%d ports) need not change\n", p.PairCap, m.PortHi-m.PortLo+1)
 	fmt.Fprintf(w, "  memory at the peak: about %s (%s per tunnel, all processes and the kernel)\n", human(p.EstMemory), human(estBytesPerConn))
 	for _, pr := range p.Problems {
 		fmt.Fprintf(w, "  NEEDED: %s\n", pr)

@@ -120,21 +120,20 @@ func checkLoads(t *testing.T, p plan) {
 				t.Errorf("%s: %d connections on %s, at most %d per address pair", ph.Name, n, addr, p.PairCap)
 			}
 		}
-		for i, ips := range ph.Up {
+		sum := func(ips []string) int {
 			n := 0
 			for _, ip := range ips {
 				n += perAddr[ip]
 			}
-			if n > p.UpstreamCap {
+			return n
+		}
+		for i, ips := range ph.Up {
+			if n := sum(ips); n > p.UpstreamCap {
 				t.Errorf("%s: upstream %d carries %d, room for %d", ph.Name, i, n, p.UpstreamCap)
 			}
 		}
 		for i, ips := range ph.Origin {
-			n := 0
-			for _, ip := range ips {
-				n += perAddr[ip]
-			}
-			if n > p.OneFDCap {
+			if n := sum(ips); n > p.OneFDCap {
 				t.Errorf("%s: origin %d holds %d, room for %d", ph.Name, i, n, p.OneFDCap)
 			}
 		}

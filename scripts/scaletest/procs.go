@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -422,5 +421,3 @@ func (w *lineWatcher) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-var errStopped = errors.New("scaletest: interrupted")

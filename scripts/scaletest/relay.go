@@ -13,8 +13,9 @@ import (
 // move through it: an idle tunnel costs its goroutines and nothing else.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// errEOF is pump's clean end: src sent FIN.
-var errEOF = errors.New("scaletest: end of stream")
+// errEOF occurs when pump's source ended cleanly (FIN), as opposed to a
+// reset or a failed write.
+var errEOF = errors.New("proxyto: scaletest: end of stream")
 
 // pump copies src to dst until src ends or fails; it returns errEOF on a
 // clean end. dst may be src (an echo).

@@ -277,6 +277,9 @@ func printTable(w io.Writer, p plan, baseline sample, results []phaseResult) {
 		}
 		return kib((r.peak.heap - r.idleHeap) / float64(r.open.OK))
 	})
+	row("test processes RSS: upstream/origin/loadgen", func(r phaseResult) string {
+		return fmt.Sprintf("%s/%s/%s", mib(r.peak.rss[groupUpstream]), mib(r.peak.rss[groupOrigin]), mib(r.peak.rss[groupLoadgen]))
+	})
 	row("proxyto conns at peak (per process)", func(r phaseResult) string { return spread(r.peak.conns) })
 	row("accepted per process", func(r phaseResult) string { return spread(diff(r.end.proxy, r.start.proxy)) })
 	row("kernel TCP sockets (sockstat)", func(r phaseResult) string {

@@ -208,7 +208,7 @@ func serverStats(ctx context.Context, ps []*proc) (open, held int, err error) {
 	return open, held, err
 }
 
-// waitFor polls cond every 100 ms until it holds, ctx ends or limit passes.
+// waitFor polls cond every 250 ms until it holds, ctx ends or limit passes.
 func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(limit)
 	for {
@@ -225,7 +225,7 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -302,7 +302,9 @@ func (r *runner) phase(ctx context.Context, ph phasePlan) (res phaseResult, err 
 		pr = nil
 	}
 	defer stopProbes()
-	callTimeout := 2*r.openTime() + 2*time.Minute
+	// Opening at the asked rate takes openTime; a saturated machine may
+	// manage a quarter of it. Beyond that, something is stuck.
+	callTimeout := 4*r.openTime() + 5*time.Minute
 	step := func(op string) (reply, error) {
 		return r.callAll(ctx, r.loadgens, func(i int) request { return r.loadgenRequest(op, ph, i) }, callTimeout)
 	}

@@ -31,6 +31,14 @@ type server struct {
 	release atomic.Pointer[chan struct{}]
 }
 
+// released is the closed channel a server's release points at between a
+// release and the next rearm.
+var released = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
 // listenAll opens every listener of s.spec (port 0 on its address) and
 // returns the bound addresses by label.
 func (s *server) listenAll(handle func(*server, *net.TCPConn, string)) (map[string][]string, error) {
@@ -67,11 +75,15 @@ func (s *server) accept(ln *net.TCPListener, kind string, handle func(*server, *
 	}
 }
 
-// stats answers the coordinator's "stats" and "release" requests.
+// control answers the coordinator's requests to an origin or upstream:
+// "stats" (connections open, requests held), "release" (answer every held
+// request now) and "rearm" (hold the next ones again).
 func (s *server) control(r request) reply {
 	switch r.Op {
 	case "release":
-		if ch := s.release.Load(); ch != nil {
+		// Swapping in the closed channel makes a second release, and a
+		// request arriving after the first, harmless.
+		if ch := s.release.Swap(&released); ch != nil && ch != &released {
 			close(*ch)
 		}
 	case "rearm":
@@ -192,7 +204,7 @@ func readHead(c net.Conn, buf []byte) (head, rest []byte, err error) {
 			return buf[: i+4 : i+4], buf[i+4 : n], nil
 		}
 		if n == len(buf) {
-			return nil, nil, errors.New("scaletest: head too large")
+			return nil, nil, errors.New("proxyto: scaletest: request or response head too large")
 		}
 		m, err := c.Read(buf[n:])
 		n += m
