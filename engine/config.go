@@ -11,6 +11,11 @@ import (
 type Config struct {
 	// Listen is the client listener address, "host:port". Default ":8080".
 	Listen string
+	// ReusePort lets several processes share Listen (SO_REUSEPORT): the
+	// kernel spreads new connections over all of them. Every process of the
+	// group sets it. Default false: a port something already listens on
+	// refuses to start.
+	ReusePort bool
 	// Loops is the number of gnet event loops. Default: the number of CPUs.
 	Loops int
 

@@ -98,7 +98,7 @@ func (e *Engine) Start() error {
 	if err := gnetx.SelfCheck(); err != nil {
 		return err
 	}
-	resv, addr, err := reservePort(e.cfg.Listen)
+	resv, addr, err := reservePort(e.cfg.Listen, e.cfg.ReusePort)
 	if err != nil {
 		return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
 	}

@@ -13,8 +13,9 @@ import (
 // reservePort binds (without listening) a socket to addr with SO_REUSEPORT
 // and returns it with the bound "host:port". gnet's per-loop listeners then
 // join its reuse group on that port. The caller closes the socket once they
-// are bound.
-func reservePort(addr string) (int, string, error) {
+// are bound. With shared, the group may already hold other processes'
+// listeners.
+func reservePort(addr string, shared bool) (int, string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return -1, "", err
@@ -39,15 +40,20 @@ func reservePort(addr string) (int, string, error) {
 			family = unix.AF_INET
 		}
 	}
-	// First an exclusive bind (no SO_REUSEPORT): it fails while anything,
-	// another proxyto included, listens on the port, so that two processes
-	// never share a port by accident. It also picks the port for ":0".
-	probe, bound, err := bindSocket(family, ip, uint16(p), false)
-	if err != nil {
-		return -1, "", err
+	// Unless shared, first an exclusive bind (no SO_REUSEPORT): it fails
+	// while anything, another proxyto included, listens on the port, so that
+	// two processes never share a port by accident. It also picks the port
+	// for ":0". Shared, the reuse-group bind below picks it.
+	bound := uint16(p)
+	if !shared {
+		probe, port, err := bindSocket(family, ip, bound, false)
+		if err != nil {
+			return -1, "", err
+		}
+		_ = unix.Close(probe)
+		bound = port
 	}
-	_ = unix.Close(probe)
-	fd, _, err := bindSocket(family, ip, bound, true)
+	fd, bound, err := bindSocket(family, ip, bound, true)
 	if err != nil {
 		return -1, "", err
 	}

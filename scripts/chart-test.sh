@@ -39,6 +39,8 @@ done
 # Values the chart must refuse.
 if "$HELM" template proxyto "$CHART" --set config.no-such-flag=1 >/dev/null 2>&1; then die "an unknown config key was accepted"; fi
 if "$HELM" template proxyto "$CHART" --set kind=StatefulSet >/dev/null 2>&1; then die "kind=StatefulSet was accepted"; fi
+if "$HELM" template proxyto "$CHART" --set nodeSysctls.enabled=true >/dev/null 2>&1; then die "nodeSysctls on a Deployment was accepted"; fi
+if "$HELM" template proxyto "$CHART" --set goMemLimit=50% --set resources.limits.memory=1e9 >/dev/null 2>&1; then die "goMemLimit=50% of an unreadable memory limit was accepted"; fi
 
 phase "chartcheck (go test)"
 (cd "$REPO/deploy/chartcheck" && go vet ./... && go test -count=1 ./...) || die "deploy/chartcheck failed (if only deploy/k8s is stale: deploy/k8s/generate.sh)"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,10 +18,11 @@ import (
 // runCmd holds every flag of the gateway. Defaults are the engine's; see
 // engine.Config for what each one bounds.
 type runCmd struct {
-	Listen  string `default:":8080" help:"Client listener address (plain TCP)."`
-	Admin   string `default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
-	Loops   int    `default:"0" help:"Event loops; 0 means one per CPU."`
-	Default string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
+	Listen    string `default:":8080" help:"Client listener address (plain TCP)."`
+	ReusePort bool   `help:"Share --listen with other proxyto processes started with this flag (SO_REUSEPORT): the kernel spreads new connections over them. Without it, a port already in use refuses to start."`
+	Admin     string `default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
+	Loops     int    `default:"0" help:"Event loops; 0 means one per CPU."`
+	Default   string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
 
 	DialTimeout           time.Duration `default:"10s" help:"Upstream dial timeout (DNS plus TCP connect)."`
 	ResponseHeaderTimeout time.Duration `default:"30s" help:"How long to wait for the upstream's response head."`
@@ -76,6 +78,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 
 	cfg := engine.Config{
 		Listen:                r.Listen,
+		ReusePort:             r.ReusePort,
 		Loops:                 r.Loops,
 		DialTimeout:           r.DialTimeout,
 		ResponseHeaderTimeout: r.ResponseHeaderTimeout,
@@ -114,6 +117,9 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		return err
 	}
 	if err := eng.Start(); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) && !r.ReusePort {
+			return fmt.Errorf("%w (another process listens on that port; proxyto processes share a port only when each runs with --reuse-port)", err)
+		}
 		return err
 	}
 	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("admin", r.Admin), observability.Str("version", version))

@@ -2,6 +2,7 @@ package chartcheck
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,6 +218,21 @@ func checkPod(t *testing.T, spec corev1.PodSpec, o *objects) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Error("cpu/memory requests and a memory limit are expected")
 	}
+	// GOMEMLIMIT leaves room under the limit for what Go does not see: the
+	// kernel's socket memory, charged to the same cgroup.
+	if v, ok := env["GOMEMLIMIT"]; ok {
+		if n, err := goMemLimitBytes(v); err != nil {
+			t.Errorf("GOMEMLIMIT=%q: %v", v, err)
+		} else if lim := c.Resources.Limits.Memory(); n >= lim.Value() {
+			t.Errorf("GOMEMLIMIT=%q is not below the memory limit %s", v, lim)
+		}
+	}
+	// The only init container is the opt-in one that writes node sysctls.
+	for _, ic := range spec.InitContainers {
+		if ic.Name != "node-sysctls" || ic.SecurityContext == nil || !isTrue(ic.SecurityContext.Privileged) {
+			t.Errorf("unexpected init container %q", ic.Name)
+		}
+	}
 	if !strings.Contains(c.Image, ":") || strings.HasSuffix(c.Image, ":") {
 		t.Errorf("image %q has no tag", c.Image)
 	}
@@ -244,6 +260,27 @@ func checkPod(t *testing.T, spec corev1.PodSpec, o *objects) {
 			}
 		}
 	}
+}
+
+// goMemLimitBytes parses a GOMEMLIMIT value as the Go runtime does: a
+// number with an optional B, KiB, MiB, GiB or TiB suffix.
+func goMemLimitBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return n * mult, nil
 }
 
 func mounted(c corev1.Container, path string) bool {

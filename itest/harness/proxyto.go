@@ -131,7 +131,8 @@ type Proxyto struct {
 // StartProxyto runs the built proxyto with
 // `--listen 127.0.0.1:P --admin 127.0.0.1:A --log-format json` followed by
 // extraFlags, and returns once both listeners accept connections. Passing
-// --admin in extraFlags replaces the default admin address. stdout and stderr
+// --listen or --admin in extraFlags replaces the default address (a second
+// process joining a port with --reuse-port). stdout and stderr
 // are captured (Output). The process is killed in t.Cleanup; if the test
 // failed, the tail of its output is logged.
 func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
@@ -153,16 +154,24 @@ func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
 }
 
 func startProxyto(t testing.TB, bin string, extra []string) (*Proxyto, error) {
-	p := &Proxyto{t: t, Addr: FreeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
-	args := []string{"--listen", p.Addr}
-	adminGiven := false
+	p := &Proxyto{t: t, out: &syncBuffer{}, done: make(chan struct{})}
+	var args []string
+	listenGiven, adminGiven := false, false
 	for i, f := range extra {
 		switch {
+		case f == "--listen" && i+1 < len(extra):
+			listenGiven, p.Addr = true, extra[i+1]
+		case strings.HasPrefix(f, "--listen="):
+			listenGiven, p.Addr = true, strings.TrimPrefix(f, "--listen=")
 		case f == "--admin" && i+1 < len(extra):
 			adminGiven, p.AdminAddr = true, extra[i+1]
 		case strings.HasPrefix(f, "--admin="):
 			adminGiven, p.AdminAddr = true, strings.TrimPrefix(f, "--admin=")
 		}
+	}
+	if !listenGiven {
+		p.Addr = FreeAddr(t)
+		args = append(args, "--listen", p.Addr)
 	}
 	if !adminGiven {
 		p.AdminAddr = FreeAddr(t)

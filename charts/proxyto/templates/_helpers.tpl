@@ -67,6 +67,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* GOMEMLIMIT from .Values.goMemLimit: as written, or "N%" of resources.limits.memory, in MiB. */}}
+{{- define "proxyto.goMemLimit" -}}
+{{- $v := toString (.Values.goMemLimit | default "") }}
+{{- if hasSuffix "%" $v }}
+{{- $mem := toString (dig "limits" "memory" "" (.Values.resources | default dict)) }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $mem }}
+{{- $unit := trimPrefix $num $mem }}
+{{- $mult := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (not $num) (not (hasKey $mult $unit)) }}
+{{- fail (printf "goMemLimit %q needs resources.limits.memory as a number with an optional unit (k, M, G, T, Ki, Mi, Gi, Ti), not %q" $v $mem) }}
+{{- end }}
+{{- $bytes := mulf (float64 $num) (get $mult $unit) }}
+{{- printf "%dMiB" (int64 (floor (divf (mulf $bytes (float64 (trimSuffix "%" $v))) 104857600))) }}
+{{- else }}
+{{- $v }}
+{{- end }}
+{{- end }}
+
 {{/* The pod template shared by the Deployment and the DaemonSet. */}}
 {{- define "proxyto.podTemplate" -}}
 {{- $authSecret := include "proxyto.authSecret" . -}}
@@ -106,6 +124,40 @@ spec:
   terminationGracePeriodSeconds: {{ include "proxyto.terminationGracePeriodSeconds" . }}
   securityContext:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  {{- if .Values.nodeSysctls.enabled }}
+  {{- if ne .Values.kind "DaemonSet" }}
+  {{- fail "nodeSysctls writes node settings: it needs kind: DaemonSet (one pod per node)" }}
+  {{- end }}
+  initContainers:
+    # Writes the node's kernel settings (docs/scaling.md) before the gateway
+    # starts; /proc/sys is writable only from a privileged container.
+    - name: node-sysctls
+      image: "{{ .Values.nodeSysctls.image.repository }}:{{ .Values.nodeSysctls.image.tag }}"
+      imagePullPolicy: {{ .Values.nodeSysctls.image.pullPolicy | default "IfNotPresent" }}
+      command:
+        - sh
+        - -ec
+        - |
+          set_sysctl() {
+            p=/proc/sys/$(echo "$1" | tr . /)
+            if [ -e "$p" ]; then echo "$2" >"$p"; echo "$1 = $2"; else echo "$1: not on this node, skipped"; fi
+          }
+          {{- range $k, $v := .Values.nodeSysctls.settings }}
+          set_sysctl {{ $k }} {{ $v | squote }}
+          {{- end }}
+      securityContext:
+        privileged: true
+        runAsNonRoot: false
+        runAsUser: 0
+        runAsGroup: 0
+        readOnlyRootFilesystem: true
+      resources:
+        requests:
+          cpu: 10m
+          memory: 16Mi
+        limits:
+          memory: 32Mi
+  {{- end }}
   containers:
     - name: proxyto
       image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
@@ -139,6 +191,10 @@ spec:
               name: {{ $authSecret }}
               key: users
         {{- end }}
+        {{- end }}
+        {{- with include "proxyto.goMemLimit" . }}
+        - name: GOMEMLIMIT
+          value: {{ . | quote }}
         {{- end }}
         {{- if .Values.upstreamCA }}
         - name: PROXYTO_UPSTREAM_CA
