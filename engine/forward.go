@@ -213,7 +213,7 @@ func (x *httpExchange) socksHandshake() {
 		pe := upstream.Classify(err)
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
 		x.fail(pe)
-	case done:
+	case done && x.st == hHandshake:
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
 		x.sendHead()
 	}
@@ -221,35 +221,42 @@ func (x *httpExchange) socksHandshake() {
 
 // sendHead sends the request head (and, on a retry, the body bytes the
 // failed connection took), then streams the rest of the body.
+//
+// A write that fails makes gnet close the connection at once, and its
+// OnClose (upstreamClosed: a retry, or a failure) runs inside the write; so
+// after each write the exchange checks that u is still its upstream.
 func (x *httpExchange) sendHead() {
-	cc := x.cc
+	cc, u := x.cc, x.up
 	out, _, _ := x.fwd.Start(cc.ls.scratch[:0])
 	cc.ls.scratch = out[:0]
 	cc.rec.headIn += int64(len(out))
-	// gnet copies what it cannot send at once, so scratch may be reused.
-	_ = x.up.end.Write(out)
-	if x.replay != nil && x.retried {
-		_ = x.up.end.Write(x.replay.B)
-		x.dropReplay()
-	}
 	x.setState(hSending)
 	x.hsStart = time.Now()
 	cc.deadline = x.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
-	if !x.hasBody {
+	// gnet copies what it cannot send at once, so scratch may be reused.
+	_ = u.end.Write(out)
+	if x.replay != nil && x.retried && x.up == u {
+		_ = u.end.Write(x.replay.B)
+		x.dropReplay()
+	}
+	if !x.hasBody || x.up != u {
 		return
 	}
+	started := x.reqStarted
+	x.reqStarted = true
 	var err error
 	switch {
-	case x.reqStarted:
-		err = x.reqPipe.Retarget(&x.up.end)
+	case started:
+		err = x.reqPipe.Retarget(&u.end)
 	case x.pooled:
 		x.replay = replayBufs.Get()
-		err = x.reqPipe.StartKeeping(&cc.end, &x.up.end, x.reqFraming, &x.replay.B, replayMax)
+		err = x.reqPipe.StartKeeping(&cc.end, &u.end, x.reqFraming, &x.replay.B, replayMax)
 	default:
-		err = x.reqPipe.Start(&cc.end, &x.up.end, x.reqFraming)
+		err = x.reqPipe.Start(&cc.end, &u.end, x.reqFraming)
 	}
-	x.reqStarted = true
-	x.afterRequestBytes(err)
+	if x.up == u {
+		x.afterRequestBytes(err)
+	}
 }
 
 // clientTraffic streams request body bytes within their framing. The next
@@ -343,8 +350,8 @@ func (x *httpExchange) responseHead() {
 			out = append(out, "\r\n"...)
 			cc.ls.scratch = out[:0]
 			cc.rec.headOut += int64(len(out))
-			_ = cc.end.Write(out)
-			_, _ = x.up.end.Conn().Discard(n)
+			_, _ = x.up.end.Conn().Discard(n) // out is a copy
+			_ = cc.end.Write(out)             // may end the exchange (the client closed): the loop checks
 			continue
 		}
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
@@ -354,9 +361,10 @@ func (x *httpExchange) responseHead() {
 			cc.ls.scratch = out[:0]
 			cc.rec.headOut += int64(len(out))
 			cc.rec.status = 101
-			_ = cc.end.Write(out)
 			_, _ = x.up.end.Conn().Discard(n)
-			x.becomeTunnel()
+			if _ = cc.end.Write(out); x.st == hSending {
+				x.becomeTunnel()
+			}
 			return
 		}
 		var f tunnel.Framing

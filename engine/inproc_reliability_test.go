@@ -27,6 +27,7 @@ type closingUpstream struct {
 	closeAfter atomic.Int64 // nanoseconds
 	accepted   atomic.Int64
 	answered   atomic.Int64
+	lastErr    atomic.Value // string: the last request it could not read whole
 }
 
 func startClosingUpstream(t *testing.T, closeAfter time.Duration) *closingUpstream {
@@ -41,6 +42,7 @@ func startClosingUpstream(t *testing.T, closeAfter time.Duration) *closingUpstre
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
+			u.lastErr.Store(fmt.Sprintf("%s body after %d bytes: %v", r.Method, len(body), err))
 			return
 		}
 		msg := fmt.Sprintf("%s %d %x", r.Method, len(body), sha256.Sum256(body))
@@ -63,7 +65,7 @@ func TestInprocPoolUpstreamClosesAfterEveryResponse(t *testing.T) {
 	for _, d := range delays {
 		t.Run(d.String(), func(t *testing.T) {
 			up := startClosingUpstream(t, d)
-			te := startEngine(t, engine.Config{Loops: 1})
+			te := startEngine(t, engine.Config{Loops: 1, ResponseHeaderTimeout: 5 * time.Second})
 			for i := range perDelay {
 				m := methods[i%len(methods)]
 				body := strings.Repeat(fmt.Sprintf("%s-%d;", m, i), 1+i%400) // up to ~4 KiB
@@ -72,11 +74,13 @@ func TestInprocPoolUpstreamClosesAfterEveryResponse(t *testing.T) {
 					fmt.Sprintf("Content-Length: %d\r\n", len(body)))+body)
 				want := fmt.Sprintf("%s %d %x", m, len(body), sha256.Sum256([]byte(body)))
 				if r.StatusCode != 200 || string(r.body) != want {
-					t.Fatalf("request %d (%s, close after %v): %d %q, Proxy-Status %q; want 200 %q",
-						i, m, d, r.StatusCode, r.body, r.Header.Get("Proxy-Status"), want)
+					t.Fatalf("request %d (%s, close after %v): %d %q, Proxy-Status %q; want 200 %q (upstream: %v)",
+						i, m, d, r.StatusCode, r.body, r.Header.Get("Proxy-Status"), want, up.lastErr.Load())
 				}
 				_ = c.c.Close()
 			}
+			// The upstream counts an answer after writing it: wait for the last.
+			eventually(t, "the upstream to count its answers", func() bool { return up.answered.Load() >= perDelay })
 			if got := up.answered.Load(); got != perDelay {
 				t.Errorf("upstream answered %d requests, want %d (each exactly once)", got, perDelay)
 			}

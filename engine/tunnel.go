@@ -126,15 +126,19 @@ func (t *tunnelExchange) upstreamTraffic(u *upstreamConn) {
 func (t *tunnelExchange) handshake() {
 	cc, s := t.cc, t.setup
 	done, reply, err := cc.ls.handshake(t.up, s.hs, &cc.rec)
+	// A write in the handshake may have ended the tunnel (gnet closes a
+	// connection whose write fails, and its OnClose runs inside the write).
 	switch {
+	case t.st != tHandshake:
 	case err != nil:
 		t.handshakeFailed(upstream.Classify(err))
 	case done:
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
 		cc.rec.status = 200
 		cc.rec.headOut = int64(len(reply))
-		_ = cc.end.Write(reply)
-		t.startRelay()
+		if _ = cc.end.Write(reply); t.st == tHandshake {
+			t.startRelay()
+		}
 	}
 }
 

@@ -146,6 +146,16 @@ func (p *Pipe) pump(head []byte, skip int) (int, error) {
 	}
 	data, _ := src.c.Peek(-1)
 	k, done, ferr := p.f.Take(data[skip:])
+	if p.keep != nil && k > 0 {
+		// Kept before the write: bytes taken from the source count as
+		// sent even when the write fails (the destination closed), since
+		// the source gave them up.
+		if len(*p.keep)+k > p.keepMax {
+			p.keep, p.keepLost = nil, true
+		} else {
+			*p.keep = append(*p.keep, data[skip:skip+k]...)
+		}
+	}
 	var werr error
 	switch {
 	case head != nil && k > 0:
@@ -164,13 +174,6 @@ func (p *Pipe) pump(head []byte, skip int) (int, error) {
 	}
 	if werr != nil {
 		return 0, ErrDestination
-	}
-	if p.keep != nil && k > 0 {
-		if len(*p.keep)+k > p.keepMax {
-			p.keep, p.keepLost = nil, true
-		} else {
-			*p.keep = append(*p.keep, data[skip:skip+k]...)
-		}
 	}
 	p.Moved += int64(k)
 	if ferr != nil {
