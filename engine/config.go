@@ -50,6 +50,11 @@ type Config struct {
 	// RelayLowWater resumes a paused side once its peer's queue fell to this.
 	// Default 64 KiB.
 	RelayLowWater int
+	// SpliceAfter is how many bytes a tunnel direction moves in bulk (a run
+	// of large reads) before the tunnel moves to splice(2), kernel to
+	// kernel; it returns to the event loop after a second of quiet. 0 uses
+	// the default, 256 KiB; negative keeps every tunnel in user space.
+	SpliceAfter int
 
 	// PoolIdleTimeout closes a pooled upstream connection unused this long.
 	// Default 90s.
@@ -124,6 +129,7 @@ func (c Config) withDefaults() Config {
 	i(&c.DialWorkers, 512)
 	i(&c.RelayHighWater, 256<<10)
 	i(&c.RelayLowWater, 64<<10)
+	i(&c.SpliceAfter, 256<<10)
 	i(&c.PoolMaxIdlePerKey, 16)
 	if c.RateBurst == 0 {
 		c.RateBurst = int(c.RatePerIP)

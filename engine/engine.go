@@ -58,7 +58,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg:    cfg,
-		relay:  tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater},
+		relay:  tunnel.Config{HighWater: cfg.RelayHighWater, LowWater: cfg.RelayLowWater, SpliceAfter: max(cfg.SpliceAfter, 0)},
 		booted: make(chan struct{}),
 		done:   make(chan error, 1),
 	}
@@ -181,6 +181,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	defer cancel()
 	if serr := e.gnet.Stop(sctx); serr != nil && err == nil {
 		err = serr
+	}
+	for _, ls := range *e.loops.Load() {
+		ls.relay.Close() // the loops stopped: nothing uses their splice paths any more
 	}
 	return err
 }

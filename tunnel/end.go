@@ -2,27 +2,66 @@ package tunnel
 
 import (
 	"io"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/proxyto/proxyto/internal/gnetx"
 )
 
-// Config bounds the bytes a Pipe lets queue on its destination.
+// Config bounds the bytes a Pipe lets queue on its destination, and says
+// when a Relay takes the splice path.
 type Config struct {
 	// HighWater pauses a source whose destination has this many bytes queued.
 	HighWater int
 	// LowWater resumes a paused source once its destination's queue fell to this.
 	LowWater int
+	// SpliceAfter is how many bytes a tunnel direction moves in a run of
+	// large reads (bulkRead bytes or more each) before the tunnel takes the
+	// splice path; 0 keeps every tunnel on the user-space path, and a
+	// negative value splices every tunnel from its start (to test and
+	// measure the splice path alone).
+	SpliceAfter int
+	// SplicePipes bounds the pipes a loop's splice path holds (2
+	// descriptors each). Default 64.
+	SplicePipes int
+	// SplicePipeSize is the capacity asked for each pipe. Default 256 KiB.
+	SplicePipeSize int
+	// SpliceIdle is how long a spliced tunnel must be quiet before it goes
+	// back to the user-space path (holding no pipe and no duplicate
+	// descriptors). Default 1s.
+	SpliceIdle time.Duration
+}
+
+// bulkRead is the size of a read that counts toward SpliceAfter: a quarter
+// of gnet's default read buffer, so that only a source with more queued
+// than a small message counts.
+const bulkRead = 16 << 10
+
+func (c Config) withDefaults() Config {
+	if c.SplicePipes <= 0 {
+		c.SplicePipes = 64
+	}
+	if c.SplicePipeSize <= 0 {
+		c.SplicePipeSize = 256 << 10
+	}
+	if c.SpliceIdle <= 0 {
+		c.SpliceIdle = time.Second
+	}
+	return c
 }
 
 // Loop is what the Pipes of one gnet event loop share: the way to mask a
 // connection's events on that loop, and the queue bounds. Create one per
 // loop with NewLoop; it is used only on its loop.
 type Loop struct {
-	poller gnetx.Poller
-	cfg    Config
-	iov    [2][]byte // a head and body bytes written together; never kept
+	poller   gnetx.Poller
+	cfg      Config
+	iov      [2][]byte   // a head and body bytes written together; never kept
+	splice   *spliceLoop // started on first use
+	noSplice bool        // the splice loop could not start: stay on the user-space path
+	// spliceStarts counts tunnels moved to the splice path (loop only).
+	spliceStarts int64
 }
 
 // NewLoop returns the Loop of c's event loop. Call it on that loop; it fails
@@ -32,7 +71,31 @@ func NewLoop(c gnet.Conn, cfg Config) (*Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Loop{poller: p, cfg: cfg}, nil
+	return &Loop{poller: p, cfg: cfg.withDefaults()}, nil
+}
+
+// spliceLoop returns the loop's splice loop, starting it on first use, or
+// nil when the splice path is off or unavailable.
+func (l *Loop) spliceLoop() *spliceLoop {
+	if l.splice != nil || l.noSplice || l.cfg.SpliceAfter == 0 {
+		return l.splice
+	}
+	sl, err := newSpliceLoop(l.cfg)
+	if err != nil {
+		l.noSplice = true
+		return nil
+	}
+	l.splice = sl
+	return sl
+}
+
+// Close stops the loop's splice path, if it started: tunnels still on it
+// are aborted. Call it once the gnet loop stopped.
+func (l *Loop) Close() {
+	if l.splice != nil {
+		l.splice.close()
+		l.splice = nil
+	}
 }
 
 // End is one connection as Pipes see it: the gnet connection while gnet has
@@ -141,5 +204,5 @@ func (e *End) Close() {
 // gnet's (benchmarks and tests of the code around them): its Pause and
 // Resume do nothing but record the state.
 func NewLoopWithoutGnet(cfg Config) *Loop {
-	return &Loop{poller: gnetx.NoPoller(), cfg: cfg}
+	return &Loop{poller: gnetx.NoPoller(), cfg: cfg.withDefaults()}
 }

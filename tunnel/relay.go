@@ -1,10 +1,14 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"io"
 
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/proxyto/proxyto/internal/gnetx"
 )
 
 // Side names one end of a Relay.
@@ -28,6 +32,14 @@ func (s Side) other() Side { return 1 - s }
 type Relay struct {
 	ends [2]*End
 	dir  [2]Pipe // dir[Client] carries client→upstream, dir[Upstream] upstream→client
+
+	// The splice path (splice.go): while sp is set, the sockets are the
+	// splice loop's and gnet has them masked.
+	sp       *splicing
+	sl       *spliceLoop // sp's loop
+	seen     [2]int64    // sp.moved already added to the pipes' counts
+	aborting bool        // Abort was asked while spliced
+	bulk     [2]int      // bytes moved per direction in the current run of large reads
 }
 
 // Start makes r relay between client and up, both open on one loop. A pause
@@ -39,6 +51,9 @@ func (r *Relay) Start(client, up *End) {
 		if err := r.dir[s].Start(r.ends[s], r.ends[s.other()], Unlimited()); err != nil {
 			r.kill(s.other())
 		}
+	}
+	if client.l.cfg.SpliceAfter < 0 {
+		r.startSplice()
 	}
 }
 
@@ -52,15 +67,188 @@ func (r *Relay) OnTraffic(s Side) {
 	if e.c == nil {
 		return
 	}
+	if r.sp != nil {
+		if !r.sp.submitted {
+			// Masking does not withdraw the events gnet already took from
+			// epoll in this round: what it read goes after what is pending.
+			r.takeInbound(s)
+			e.repause()
+			return
+		}
+		// The splice loop reads this socket now; gnet masked it and does
+		// not re-arm it, since nothing writes through gnet meanwhile. A
+		// byte gnet read anyway could only be delivered out of order.
+		if e.c.InboundBuffered() > 0 {
+			r.Abort()
+			return
+		}
+		e.repause()
+		return
+	}
 	if r.dir[s].state != pipeOpen {
 		// Nowhere to deliver: drop what arrives and stop reading.
 		_, _ = e.c.Discard(-1)
 		e.Pause()
 		return
 	}
+	before := r.dir[s].Moved
 	if err := r.dir[s].OnTraffic(); err != nil {
 		r.kill(s.other())
+		return
 	}
+	r.noteBulk(s, int(r.dir[s].Moved-before))
+}
+
+// noteBulk counts a run of large reads in direction s and takes the splice
+// path once it reached SpliceAfter.
+func (r *Relay) noteBulk(s Side, n int) {
+	if n < bulkRead {
+		r.bulk[s] = 0
+		return
+	}
+	r.bulk[s] += n
+	if after := r.ends[s].l.cfg.SpliceAfter; after > 0 && r.bulk[s] >= after {
+		r.bulk = [2]int{}
+		r.startSplice()
+	}
+}
+
+// startSplice moves the tunnel to its loop's splice path, if it can: both
+// sides open, neither half-closed, a splice loop at hand. Bytes gnet still
+// holds — queued for a side, or read from one and not delivered — go to the
+// splice loop to be written first, so nothing is reordered.
+func (r *Relay) startSplice() {
+	c0, c1 := r.ends[Client], r.ends[Upstream]
+	if r.sp != nil || c0.c == nil || c1.c == nil || c0.closing || c1.closing ||
+		c0.sink != nil || c1.sink != nil || c0.src != nil || c1.src != nil ||
+		r.dir[Client].state != pipeOpen || r.dir[Upstream].state != pipeOpen {
+		return
+	}
+	sl := c0.l.spliceLoop()
+	if sl == nil {
+		return
+	}
+	sp := &splicing{slot: -1}
+	var err error
+	if sp.fd[Client], err = c0.c.Dup(); err != nil {
+		return
+	}
+	if sp.fd[Upstream], err = c1.c.Dup(); err != nil {
+		_ = unix.Close(sp.fd[Client])
+		return
+	}
+	r.sp, r.sl, r.seen = sp, sl, [2]int64{}
+	for _, s := range [2]Side{Client, Upstream} {
+		if dst := r.ends[s.other()]; dst.c.OutboundBuffered() > 0 {
+			p := bufs.Get()
+			p.B = gnetx.StealOutbound(dst.c, p.B[:0])
+			sp.dir[s].pending = p
+		}
+		r.takeInbound(s)
+	}
+	for _, e := range r.ends {
+		e.paused = true
+		_ = e.l.poller.Pause(e.c) // nothing queued any more: no event at all
+	}
+	r.dir[Client].held, r.dir[Upstream].held = false, false
+	// Submit once gnet finished this round of events (its tasks run after
+	// them): an event it already took from epoll for the other side may
+	// still read bytes, which takeInbound queues in order.
+	_ = c0.c.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		r.submitSplice(sp)
+		return nil
+	}))
+}
+
+// takeInbound moves what gnet read from side s and did not deliver to the
+// end of direction s's pending bytes.
+func (r *Relay) takeInbound(s Side) {
+	src := r.ends[s]
+	if src.c == nil {
+		return
+	}
+	n := src.c.InboundBuffered()
+	if n == 0 {
+		return
+	}
+	d := &r.sp.dir[s]
+	if d.pending == nil {
+		d.pending = bufs.Get()
+		d.pending.B = d.pending.B[:0]
+	}
+	data, _ := src.c.Peek(-1)
+	d.pending.B = append(d.pending.B, data...)
+	_, _ = src.c.Discard(-1)
+	r.dir[s].Moved += int64(n)
+}
+
+// submitSplice hands sp to the splice loop, or gives the tunnel back to
+// gnet if the loop is closing or the relay moved on meanwhile.
+func (r *Relay) submitSplice(sp *splicing) {
+	if r.sp != sp || sp.submitted {
+		return
+	}
+	if r.aborting {
+		sp.slot = -1
+		sp.giveBackUnsubmitted(spliceAborted)
+		return
+	}
+	sp.submitted = true
+	r.ends[Client].l.spliceStarts++
+	if err := r.sl.submit(sp); err != nil {
+		sp.giveBackUnsubmitted(spliceIdle)
+	}
+}
+
+// serviceSplice counts what the splice loop moved and, once it gave the
+// tunnel back, takes it over again.
+func (r *Relay) serviceSplice() {
+	sp := r.sp
+	for s := range r.seen {
+		m := sp.moved[s].Load()
+		r.dir[s].Moved += m - r.seen[s]
+		r.seen[s] = m
+	}
+	if !sp.done.Load() {
+		return
+	}
+	r.sp = nil
+	res := &sp.result
+	for s := range sp.fd {
+		_ = unix.Close(sp.fd[s])
+	}
+	outcome := res.outcome
+	if r.aborting || (outcome == spliceIdle && (r.ends[Client].c == nil || r.ends[Upstream].c == nil)) {
+		// Aborted, or gnet closed a side meanwhile (a reset): end it.
+		outcome = spliceAborted
+	}
+	for _, s := range [2]Side{Client, Upstream} {
+		if p := res.pending[s]; p != nil {
+			if outcome != spliceFailed && outcome != spliceAborted {
+				if err := r.ends[s.other()].Write(p.B); err != nil {
+					outcome = spliceFailed
+				}
+			}
+			bufs.Put(p)
+		}
+		if res.finished[s] {
+			r.dir[s].state = pipeClosed
+			r.ends[s.other()].shutWR = true
+		}
+	}
+	switch outcome {
+	case spliceFailed, spliceAborted:
+		r.aborting = false
+		r.Abort()
+		return
+	case spliceIdle:
+		// A direction that ended has its source at EOF: gnet reads it and
+		// reports the close, and the half-close path takes over.
+		for _, e := range r.ends {
+			e.Resume()
+		}
+	}
+	r.settle()
 }
 
 // OnClose records that gnet closed side s's connection with err. Call it from
@@ -68,6 +256,12 @@ func (r *Relay) OnTraffic(s Side) {
 func (r *Relay) OnClose(s Side, err error) {
 	e := r.ends[s]
 	if e.c == nil {
+		return
+	}
+	if r.sp != nil {
+		// The splice loop holds a duplicate and sees the same hangup or
+		// reset; what to do is decided when it gives the tunnel back.
+		e.c, e.paused = nil, false
 		return
 	}
 	c := e.c
@@ -160,6 +354,9 @@ func (r *Relay) settle() {
 // NeedsService reports whether the relay waits on something only Service can
 // notice: a paused side, a queue to drain before a FIN, or a sink to flush.
 func (r *Relay) NeedsService() bool {
+	if r.sp != nil {
+		return true
+	}
 	for s := range r.ends {
 		e := r.ends[s]
 		if e.paused || e.src != nil || (e.sink != nil && e.sink.queued() > 0) || r.dir[s].state == pipeFinishing {
@@ -173,6 +370,10 @@ func (r *Relay) NeedsService() bool {
 // passes on FINs whose queues emptied. Call it periodically (every few ms)
 // while NeedsService is true.
 func (r *Relay) Service() {
+	if r.sp != nil {
+		r.serviceSplice()
+		return
+	}
 	for _, s := range [2]Side{Client, Upstream} {
 		if r.ends[s].src != nil {
 			if err := r.dir[s].pumpSource(); err != nil {
@@ -203,6 +404,9 @@ func (r *Relay) Service() {
 // Closed reports whether the relay is over: gnet has closed both
 // connections (no more callbacks come) and no sink or source is left.
 func (r *Relay) Closed() bool {
+	if r.sp != nil {
+		return false
+	}
 	for s := range r.ends {
 		e := r.ends[s]
 		if e.c != nil || e.sink != nil || e.src != nil {
@@ -213,8 +417,20 @@ func (r *Relay) Closed() bool {
 }
 
 // Abort ends the relay now (idle or drain timeout): sinks and sources are
-// closed and both connections asked to close; queued bytes may be lost.
+// closed and both connections asked to close; queued bytes may be lost. A
+// spliced tunnel is first taken back from its splice loop, so it ends at the
+// next Service.
 func (r *Relay) Abort() {
+	if r.sp != nil {
+		// The splice loop gives the tunnel back at once; Service ends it.
+		r.aborting = true
+		if r.sp.submitted {
+			r.sl.stop(r.sp)
+		} else {
+			r.sp.giveBackUnsubmitted(spliceAborted)
+		}
+		return
+	}
 	for _, s := range [2]Side{Client, Upstream} {
 		e := r.ends[s]
 		if e.sink != nil {

@@ -43,6 +43,7 @@ type runCmd struct {
 	DialWorkers    int `default:"512" help:"Concurrent upstream dials (run off the event loops)."`
 	RelayHighWater int `default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
 	RelayLowWater  int `default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
+	SpliceAfter    int `default:"262144" help:"Bytes a tunnel moves in bulk before it is relayed with splice(2), kernel to kernel; negative keeps every tunnel in user space."`
 
 	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeatable, or comma-separated; use --auth-htpasswd for passwords with commas)." sep:","`
 	AuthHtpasswd   string   `help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
@@ -90,6 +91,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		DialWorkers:           r.DialWorkers,
 		RelayHighWater:        r.RelayHighWater,
 		RelayLowWater:         r.RelayLowWater,
+		SpliceAfter:           r.SpliceAfter,
 		PoolIdleTimeout:       r.PoolIdleTimeout,
 		PoolMaxIdlePerKey:     r.PoolMaxIdlePerKey,
 		MaxConns:              r.MaxConns,
