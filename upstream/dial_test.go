@@ -584,21 +584,28 @@ func TestDialTLSFailures(t *testing.T) {
 			if d.Timeout == 0 {
 				d.Timeout = 10 * time.Second
 			}
-			c, err := d.Dial(context.Background(), tt.t)
-			if tt.typ == 0 {
-				if err != nil {
-					t.Fatalf("Dial: %v", err)
-				}
-				_ = c.Close()
-				return
-			}
-			if err == nil {
-				_ = c.Close()
-				t.Fatal("Dial succeeded")
-			}
-			wantPSType(t, err, tt.typ, "")
+			dialWant(t, &d, tt.t, tt.typ)
 		})
 	}
+}
+
+// dialWant dials target with d: it must connect when typ is 0, and fail
+// with a Proxy-Status error of type typ otherwise.
+func dialWant(t *testing.T, d *upstream.Dialer, target upstream.Target, typ proxystatus.Type) {
+	t.Helper()
+	c, err := d.Dial(context.Background(), target)
+	if typ == 0 {
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		_ = c.Close()
+		return
+	}
+	if err == nil {
+		_ = c.Close()
+		t.Fatal("Dial succeeded")
+	}
+	wantPSType(t, err, typ, "")
 }
 
 func acceptLoop(ln net.Listener, handle func(net.Conn)) {
@@ -653,21 +660,7 @@ func TestDialLookup(t *testing.T) {
 		{".invalid", upstream.Target{Host: "up.invalid", Port: port}, proxystatus.DNSError},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := d.Dial(context.Background(), tt.t)
-			if tt.typ == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = c.Close()
-				return
-			}
-			if err == nil {
-				_ = c.Close()
-				t.Fatal("Dial succeeded")
-			}
-			wantPSType(t, err, tt.typ, "")
-		})
+		t.Run(tt.name, func(t *testing.T) { dialWant(t, d, tt.t, tt.typ) })
 	}
 	if _, err := d.Resolve(context.Background(), "up.test"); err != nil {
 		t.Errorf("Resolve through the hook: %v", err)
