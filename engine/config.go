@@ -50,8 +50,9 @@ type Config struct {
 	Routes *routes.Holder
 	// Health is the passive health of upstreams, route entries and
 	// X-Proxy-To lists alike: failures before any byte of a request reached
-	// an upstream eject it for a while. nil: Routes' tracker when Routes is
-	// set, else one with health's defaults (3 failures, 30s).
+	// an upstream eject it for a while. With Routes set it must be Routes'
+	// tracker (routes.NewHolder's). nil: Routes' tracker when Routes is set,
+	// else one with health's defaults (3 failures, 30s).
 	Health *health.Tracker
 	// Resolver resolves upstream names, and the targets proxyto resolves
 	// for socks5 upstreams, off the event loops, through its cache. nil: a

@@ -78,6 +78,10 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	switch {
+	case cfg.Health != nil && cfg.Routes != nil && cfg.Health != cfg.Routes.Tracker():
+		// Route entries' states live in the holder's tracker: reports to
+		// another one would never eject them.
+		return nil, errors.New("proxyto: engine: Config.Health must be the tracker of Config.Routes")
 	case cfg.Health != nil:
 		e.health = cfg.Health
 	case cfg.Routes != nil:

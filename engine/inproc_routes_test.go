@@ -103,3 +103,16 @@ func TestInprocEjectionObserved(t *testing.T) {
 		t.Errorf("%d dials, want 6 (2 refused, then the ejected upstream skipped)", n)
 	}
 }
+
+// TestNewHealthMustBeRoutesTracker: reports to a tracker other than the
+// routes holder's would never eject a route entry, so New refuses it.
+func TestNewHealthMustBeRoutesTracker(t *testing.T) {
+	tr := health.New(health.Config{})
+	h := holderFor(t, tr, "routes:\n  r: {upstreams: [\"127.0.0.1:1\"]}\n")
+	if _, err := engine.New(engine.Config{Routes: h, Health: health.New(health.Config{})}); err == nil {
+		t.Error("New accepted a Health tracker other than the routes holder's")
+	}
+	if _, err := engine.New(engine.Config{Routes: h, Health: tr}); err != nil {
+		t.Errorf("New with the holder's own tracker: %v", err)
+	}
+}
