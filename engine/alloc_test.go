@@ -3,13 +3,16 @@
 package engine
 
 import (
+	"encoding/base64"
 	"net"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/proxyto/proxyto/auth"
 	"github.com/proxyto/proxyto/httpparse"
+	"github.com/proxyto/proxyto/routes"
 	"github.com/proxyto/proxyto/tunnel"
 )
 
@@ -64,7 +67,18 @@ var (
 // the steady state of a kept-alive client whose upstream connection is
 // reused.
 func newForwardBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
-	e, err := New(Config{Listen: "127.0.0.1:0"})
+	var l httpparse.UpstreamList
+	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
+		tb.Fatal(err)
+	}
+	return newForwardBenchWith(tb, Config{}, &l.Upstreams()[0])
+}
+
+// newForwardBenchWith is newForwardBench for an engine configured with cfg,
+// pooling a connection to pooled.
+func newForwardBenchWith(tb testing.TB, cfg Config, pooled *httpparse.Upstream) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
+	cfg.Listen = "127.0.0.1:0"
+	e, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -79,20 +93,21 @@ func newForwardBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fak
 	cc := &clientConn{e: e, ls: ls, idx: -1}
 	cc.end.Attach(ls.relay, cli)
 	cli.ctx = cc
-	var l httpparse.UpstreamList
-	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
-		tb.Fatal(err)
-	}
 	uc := &upstreamConn{}
 	uc.end.Attach(ls.relay, up)
 	up.ctx = uc
-	ls.pool.put(uc, &l.Upstreams()[0])
+	ls.pool.put(uc, pooled)
 	return cc, uc, cli, up
 }
 
 // roundTrip runs one request and its response through the connection.
 func roundTrip(tb testing.TB, cc *clientConn, uc *upstreamConn, cli, up *fakeConn) {
-	cli.feed(benchReq)
+	roundTripReq(tb, cc, uc, cli, up, benchReq)
+}
+
+// roundTripReq is roundTrip for the request req.
+func roundTripReq(tb testing.TB, cc *clientConn, uc *upstreamConn, cli, up *fakeConn, req []byte) {
+	cli.feed(req)
 	cc.traffic()
 	if cc.http == nil || cc.http.up != uc || !cli.drained() {
 		tb.Fatalf("request not forwarded on the pooled connection (client %v)", cc.st)
@@ -139,5 +154,114 @@ func BenchmarkForwardSteadyState(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		roundTrip(b, cc, uc, cli, up)
+	}
+}
+
+// A routes file for the route benchmarks: a sticky route whose session key
+// s42 always picks the same first entry, so the pooled connection serves.
+const benchRoutes = `routes:
+  r1:
+    strategy: sticky
+    upstreams:
+      - user:p%40ss@127.0.0.1:3128
+      - user:p%40ss@127.0.0.2:3128
+      - http://u:p@127.0.0.3:1080
+      - http://127.0.0.4:3128
+`
+
+var (
+	benchRouteReq = []byte("GET http://origin.test/small?x=1 HTTP/1.1\r\nHost: origin.test\r\n" +
+		"X-Proxy-To: @r1\r\nX-Proxy-Session: s42\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n" +
+		"Accept-Encoding: gzip\r\nProxy-Connection: keep-alive\r\nX-Request-Id: 0123456789\r\n\r\n")
+	benchUserReq = []byte("GET http://origin.test/small?x=1 HTTP/1.1\r\nHost: origin.test\r\n" +
+		"Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice-route-r1-session-s42:pw")) + "\r\n" +
+		"User-Agent: bench/1.0\r\nAccept: */*\r\n" +
+		"Accept-Encoding: gzip\r\nProxy-Connection: keep-alive\r\nX-Request-Id: 0123456789\r\n\r\n")
+)
+
+// newRouteBench is newForwardBench with the routes of benchRoutes and
+// client authentication (alice:pw), pooling a connection to the entry
+// session s42 picks first.
+func newRouteBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
+	h := routes.NewHolder(nil)
+	tab, err := routes.Parse([]byte(benchRoutes))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.Store(tab); err != nil {
+		tb.Fatal(err)
+	}
+	a, err := auth.NewHolder(auth.Options{Users: []string{"alice:pw"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, _ := tab.Lookup([]byte("r1"))
+	var dst [8]int
+	first := r.Pick(dst[:], []byte("s42"), h.Tracker().Now())[0]
+	return newForwardBenchWith(tb, Config{Routes: h, Auth: a}, r.Upstream(first))
+}
+
+// TestRouteSteadyStateAllocs holds requests through a route, selected by
+// "X-Proxy-To: @r1" or by the username of Proxy-Authorization (checked
+// against the credentials), to zero allocations once warm, as plain
+// X-Proxy-To requests are.
+func TestRouteSteadyStateAllocs(t *testing.T) {
+	tests := []struct {
+		name       string
+		req        []byte
+		wantRoute  int
+		wantUser   int
+		wantAllocs float64
+	}{
+		{"X-Proxy-To: @r1 with X-Proxy-Session", benchRouteReq, 0, -1, 0},
+		{"username alice-route-r1-session-s42", benchUserReq, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		cc, uc, cli, up := newRouteBench(t)
+		if tt.wantUser < 0 {
+			cc.e.cfg.Auth = nil
+		}
+		for i := 0; i < 3; i++ {
+			roundTripReq(t, cc, uc, cli, up, tt.req)
+		}
+		if got := cc.ls.rec; got.Route != tt.wantRoute || got.User != tt.wantUser {
+			t.Errorf("%s: access record route %d user %d, want %d %d", tt.name, got.Route, got.User, tt.wantRoute, tt.wantUser)
+		}
+		if got := testing.AllocsPerRun(200, func() { roundTripReq(t, cc, uc, cli, up, tt.req) }); got != tt.wantAllocs {
+			t.Errorf("%s: %v allocs per request, want %v", tt.name, got, tt.wantAllocs)
+		}
+	}
+}
+
+// BenchmarkSelect measures choosing a request's upstreams from its parsed
+// head (select.go): an X-Proxy-To list, a route by @name and session
+// header, a route by username with the credentials checked.
+func BenchmarkSelect(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		req  []byte
+		auth bool
+	}{
+		{"x-proxy-to", benchReq, false},
+		{"@route", benchRouteReq, false},
+		{"username+auth", benchUserReq, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cc, _, _, _ := newRouteBench(b)
+			if !bc.auth {
+				cc.e.cfg.Auth = nil
+			}
+			if _, err := cc.ls.req.Parse(bc.req); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				var ups upstreams
+				if pe := cc.choose(bc.req, &ups); pe != nil || ups.n == 0 {
+					b.Fatal(pe)
+				}
+				ups.release(cc.ls)
+			}
+		})
 	}
 }

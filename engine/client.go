@@ -75,6 +75,8 @@ type access struct {
 	headIn  int64    // request head bytes sent upstream
 	headOut int64    // response head bytes sent to the client
 	moved   [2]int64 // body or tunnel bytes: client→upstream, upstream→client
+	route   int      // Record.Route
+	user    int      // Record.User
 	pending bool
 }
 
@@ -202,7 +204,7 @@ func (cc *clientConn) readHead() {
 		// A head that fails to parse is still one request for the
 		// access log and the metrics.
 		r := &cc.rec
-		*r = access{kind: KindHTTP, start: now, pending: true,
+		*r = access{kind: KindHTTP, start: now, pending: true, route: -1, user: -1,
 			method: r.method[:0], target: r.target[:0], upHost: r.upHost[:0]}
 	}
 	n, err := cc.ls.req.Parse(buf)
@@ -229,8 +231,8 @@ var errHeadTooLarge = &proxystatus.Error{Type: proxystatus.HTTPRequestError, Sta
 // errAuthRequired answers a client that failed proxyto's own authentication.
 var errAuthRequired = &proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Status: 407, Detail: "proxy authentication required"}
 
-// begin checks a parsed head (draining, rate, X-Proxy-To, authentication)
-// and starts its exchange.
+// begin checks a parsed head (draining, rate, then X-Proxy-To, client
+// authentication and route in select.go) and starts its exchange.
 func (cc *clientConn) begin(buf []byte, n int) {
 	e, r := cc.e, &cc.ls.req
 	cc.rec.method = append(cc.rec.method[:0], r.Method.Bytes(buf)...)
@@ -249,41 +251,10 @@ func (cc *clientConn) begin(buf []byte, n int) {
 		return
 	}
 	var ups upstreams
-	switch {
-	case r.XProxyToCount > 1:
-		cc.fail(proxystatus.New(proxystatus.HTTPRequestError, "X-Proxy-To given more than once"))
+	if pe := cc.choose(buf, &ups); pe != nil {
+		ups.release(cc.ls)
+		cc.fail(pe)
 		return
-	case r.XProxyToCount == 1:
-		l := cc.ls.getList()
-		if err := l.Parse(r.XProxyTo.Bytes(buf)); err != nil {
-			cc.ls.putList(l)
-			cc.fail(proxystatus.New(proxystatus.HTTPRequestError, "bad X-Proxy-To: "+parseDetail(err)))
-			return
-		}
-		ups.list, ups.own = l, true
-	case e.defaultList != nil:
-		ups.list = e.defaultList
-	default:
-		cc.fail(proxystatus.New(proxystatus.HTTPRequestError, "missing X-Proxy-To header"))
-		return
-	}
-	if e.cfg.Auth != nil {
-		if !r.HasProxyAuth {
-			ups.release(cc.ls)
-			cc.fail(errAuthRequired)
-			return
-		}
-		v := r.ProxyAuthorization.Bytes(buf)
-		ok, known := e.cfg.Auth.Cached(v)
-		if known && !ok {
-			ups.release(cc.ls)
-			cc.fail(errAuthRequired)
-			return
-		}
-		if !known {
-			// Verified off the loop, in the dial job (bcrypt).
-			ups.authSeen = append(ups.authSeen, v...)
-		}
 	}
 	cc.setState(cExchange)
 	if r.Connect {
@@ -332,6 +303,9 @@ func (cc *clientConn) fail(pe *proxystatus.Error) {
 		r.headOut = int64(len(out))
 	}
 	r.errType, r.detail = pe.Type, pe.Detail
+	if pe == errAuthRequired {
+		r.user = -1 // only an admitted user is counted as one
+	}
 	if r.errType == proxystatus.None {
 		r.errType = proxystatus.ProxyInternalError
 	}
@@ -435,6 +409,8 @@ func (cc *clientConn) logExchange() {
 		Duration: time.Since(r.start),
 		Error:    r.errType,
 		Detail:   r.detail,
+		Route:    r.route,
+		User:     r.user,
 	}
 	cc.e.cfg.Observer.Done(out)
 }
@@ -446,5 +422,5 @@ func (cc *clientConn) relayed(up, down int64) {
 	}
 	cc.rec.moved[0] += up
 	cc.rec.moved[1] += down
-	cc.e.cfg.Observer.Relayed(int(up), int(down))
+	cc.e.cfg.Observer.Relayed(cc.rec.route, cc.rec.user, int(up), int(down))
 }

@@ -3,6 +3,10 @@ package engine
 import (
 	"net/netip"
 	"time"
+
+	"github.com/proxyto/proxyto/dnscache"
+	"github.com/proxyto/proxyto/health"
+	"github.com/proxyto/proxyto/routes"
 )
 
 // Config is everything the engine needs to run. cmd/proxyto fills it from flags;
@@ -37,9 +41,29 @@ type Config struct {
 	// one is answered 431. Default 64 KiB.
 	MaxHeaderBytes int
 
-	// DefaultUpstream is used when a request has no X-Proxy-To. Empty: such a
+	// DefaultUpstream is used when a request has no X-Proxy-To and selects
+	// no route (a default_route of Routes comes first). Empty: such a
 	// request is answered 400.
 	DefaultUpstream string
+
+	// Routes publishes the routes file's table: a request selects a route
+	// with "X-Proxy-To: @name", with the username of its
+	// Proxy-Authorization ("alice-route-name-session-key"), or gets the
+	// file's default_route. Read with one atomic load per request; cmd
+	// swaps the table on SIGHUP. nil: no routes file, "@name" is an unknown
+	// route (400), and usernames are taken whole.
+	Routes *routes.Holder
+	// Health is the passive health of upstreams, route entries and
+	// X-Proxy-To lists alike: failures before any byte of a request reached
+	// an upstream eject it for a while. With Routes set it must be Routes'
+	// tracker (routes.NewHolder's). nil: Routes' tracker when Routes is set,
+	// else one with health's defaults (3 failures, 30s).
+	Health *health.Tracker
+	// Resolver resolves upstream names, and the targets proxyto resolves
+	// for socks5 upstreams, off the event loops, through its cache. nil: a
+	// dnscache.Resolver with its defaults (resolv.conf, TTLs clamped to
+	// 1s..5m).
+	Resolver *dnscache.Resolver
 
 	// DialWorkers bounds the goroutines that dial upstreams (DNS and connect run
 	// off the event loops). Default 512.
@@ -146,14 +170,22 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Authenticator checks a client's Proxy-Authorization header value (the whole
-// value, e.g. "Basic dTpw"). Implementations must be safe for concurrent use.
+// Authenticator checks the credentials of a client's Proxy-Authorization
+// (HTTP Basic, decoded by the engine). With Routes set, user is the
+// username's part before "-route-" or "-session-"; without, the whole
+// username. auth.Basic and auth.Holder implement it. Implementations must
+// be safe for concurrent use.
 type Authenticator interface {
-	// Cached returns a verdict without blocking when one is at hand (a user
-	// list compared in constant time, or a remembered bcrypt result); known is
-	// false when only Verify can tell. It runs on an event loop.
-	Cached(value []byte) (ok, known bool)
-	// Verify returns the verdict, and may block (bcrypt). It runs off the
-	// event loops.
-	Verify(value []byte) bool
+	// CachedUser returns a verdict without blocking when one is at hand (a
+	// user list compared in constant time, or a remembered bcrypt result);
+	// known is false when only VerifyUser can tell. It runs on an event
+	// loop and must not keep the slices.
+	CachedUser(user, pass []byte) (ok, known bool)
+	// VerifyUser returns the verdict, and may block (bcrypt). It runs off
+	// the event loops.
+	VerifyUser(user, pass []byte) bool
+	// UserID names a configured user for per-user metrics: a small,
+	// stable integer, or -1 for a name no credential file has. It runs on
+	// an event loop and must not allocate.
+	UserID(user []byte) int
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"sync"
@@ -8,8 +9,10 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
+	"github.com/proxyto/proxyto/routes"
 	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
@@ -21,11 +24,17 @@ import (
 // connection (upstreamOpened). A failure comes back as dialFailed. Pooled
 // connections (pool.go) skip all of this.
 
-// upstreams is the upstream list of one exchange, and what its dial needs.
+// upstreams are the upstreams one exchange tries, in order, and what its
+// dial needs. The entries belong to an X-Proxy-To list (or
+// --default-upstream) or to a route; ord maps an attempt to an entry.
 type upstreams struct {
-	list     *httpparse.UpstreamList
-	own      bool   // parsed from X-Proxy-To: goes back to the loop's free list
-	authSeen []byte // the client's Proxy-Authorization, to verify off the loop first
+	list  *httpparse.UpstreamList // nil for a route
+	own   bool                    // parsed from X-Proxy-To: goes back to the loop's free list
+	route *routes.Route           // the selected route, or nil
+	ord   [httpparse.MaxUpstreams]int
+	n     int // attempts: ord[:n]
+
+	authSeen []byte // "user:password" to verify off the loop first, if any
 	gen      uint32 // bumped when a dial is abandoned: its late result is dropped
 }
 
@@ -34,11 +43,32 @@ func (u *upstreams) release(ls *loopState) {
 	if u.own {
 		ls.putList(u.list)
 	}
-	u.list, u.own = nil, false
+	u.list, u.own, u.route, u.n = nil, false, nil, 0
 }
 
-// entry is the upstream entry idx of the list.
-func (u *upstreams) entry(idx int) *httpparse.Upstream { return &u.list.Upstreams()[idx] }
+// entry is the upstream of attempt k.
+func (u *upstreams) entry(k int) *httpparse.Upstream {
+	if u.route != nil {
+		return u.route.Upstream(u.ord[k])
+	}
+	return &u.list.Upstreams()[u.ord[k]]
+}
+
+// key is the health identity of attempt k's upstream.
+func (u *upstreams) key(tr *health.Tracker, k int) health.Key {
+	if u.route != nil {
+		return u.route.Key(u.ord[k])
+	}
+	return tr.Key(u.entry(k))
+}
+
+// routeID is the route's metric ID, or -1 for a list.
+func (u *upstreams) routeID() int {
+	if u.route != nil {
+		return u.route.ID()
+	}
+	return -1
+}
 
 // upstreamConn is the gnet context of an upstream connection, from its dial
 // (or its pool entry) until it closes: its End for the relays, its owner,
@@ -47,7 +77,7 @@ type upstreamConn struct {
 	end  tunnel.End
 	x    exchange // owner; nil while pooled
 	gen  uint32   // the owner's dial generation it answers
-	idx  int      // entry of the owner's list it connects to
+	idx  int      // attempt of the owner's upstreams it connects to
 	addr []byte   // the socks5 target address proxyto resolved, if any
 
 	// While pooled.
@@ -138,13 +168,18 @@ type dialJob struct {
 	gen     uint32
 	el      gnet.EventLoop
 	targets []dialTarget
-	auth    []byte // Proxy-Authorization to Verify first (bcrypt), if any
+	route   int    // the route's metric ID, or -1, for ejections
+	auth    []byte // "user:password" to VerifyUser first (bcrypt), if any
 	resolve string // target host proxyto resolves itself (socks5), if any
-	tried   int    // index of the last upstream tried, for the access log
+	tried   int    // attempt tried last, for the access log
 }
 
+// dialTarget is one attempt of a dial job. A loop that finds the name in
+// the cache (dnscache.Resolver.Cached) may fill t.Addrs: the worker then
+// dials without resolving.
 type dialTarget struct {
-	idx int
+	idx int        // attempt
+	key health.Key // for health reports
 	t   upstream.Target
 }
 
@@ -153,13 +188,13 @@ type dialTarget struct {
 // have ended.
 func (ls *loopState) dial(x exchange, ups *upstreams, authority []byte) int64 {
 	ups.gen++
-	list := ups.list.Upstreams()
-	j := &dialJob{x: x, gen: ups.gen, el: ls.el, targets: make([]dialTarget, 0, len(list))}
+	j := &dialJob{x: x, gen: ups.gen, el: ls.el, route: ups.routeID(), targets: make([]dialTarget, 0, ups.n)}
 	socks := false
-	for i := range list {
-		u := &list[i]
+	for k := range ups.n {
+		u := ups.entry(k)
 		j.targets = append(j.targets, dialTarget{
-			idx: i,
+			idx: k,
+			key: ups.key(ls.e.health, k),
 			t:   upstream.Target{Host: string(u.Host), Port: u.Port, TLS: u.Scheme == httpparse.SchemeHTTPS},
 		})
 		socks = socks || u.Scheme == httpparse.SchemeSOCKS5
@@ -175,7 +210,7 @@ func (ls *loopState) dial(x exchange, ups *upstreams, authority []byte) int64 {
 	ls.e.dials.submit(ls.e, j)
 	// A dial that hangs past its own timeouts still ends here.
 	per := ls.e.cfg.DialTimeout + time.Second
-	return time.Now().Add(per * time.Duration(len(list))).UnixNano()
+	return time.Now().Add(per * time.Duration(ups.n)).UnixNano()
 }
 
 // dialPool runs dial jobs on at most n goroutines. Workers stay for a while
@@ -259,9 +294,12 @@ func (p *dialPool) work(e *Engine) {
 // the request reached an upstream, so the next entry is always tried. The
 // winner is enrolled on the exchange's loop, where OnOpen continues.
 func (e *Engine) runDial(j *dialJob) {
-	if j.auth != nil && !e.cfg.Auth.Verify(j.auth) {
-		e.post(j, errAuthRequired)
-		return
+	if j.auth != nil {
+		user, pass, _ := bytes.Cut(j.auth, []byte{':'})
+		if !e.cfg.Auth.VerifyUser(user, pass) {
+			e.post(j, errAuthRequired)
+			return
+		}
 	}
 	ctx := context.Background()
 	var targetAddr []byte
@@ -281,6 +319,9 @@ func (e *Engine) runDial(j *dialJob) {
 		if err != nil {
 			last = upstream.Classify(err)
 			e.cfg.Observer.UpstreamDialed(time.Since(start), last.Type)
+			if countsAgainst(last) {
+				e.report(dt.key, j.route, false)
+			}
 			continue
 		}
 		e.cfg.Observer.UpstreamDialed(time.Since(start), proxystatus.None)

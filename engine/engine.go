@@ -14,6 +14,8 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/proxyto/proxyto/dnscache"
+	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/internal/gnetx"
 	"github.com/proxyto/proxyto/tunnel"
@@ -26,6 +28,8 @@ import (
 type Engine struct {
 	cfg    Config
 	dialer upstream.Dialer
+	health *health.Tracker    // cfg.Health, or its default
+	dns    *dnscache.Resolver // cfg.Resolver, or its default
 	dials  dialPool
 	limits limiter
 	relay  tunnel.Config
@@ -73,7 +77,25 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case cfg.Health != nil && cfg.Routes != nil && cfg.Health != cfg.Routes.Tracker():
+		// Route entries' states live in the holder's tracker: reports to
+		// another one would never eject them.
+		return nil, errors.New("proxyto: engine: Config.Health must be the tracker of Config.Routes")
+	case cfg.Health != nil:
+		e.health = cfg.Health
+	case cfg.Routes != nil:
+		e.health = cfg.Routes.Tracker()
+	default:
+		e.health = health.New(health.Config{})
+	}
+	if e.dns = cfg.Resolver; e.dns == nil {
+		if e.dns, err = dnscache.New(dnscache.Config{}); err != nil {
+			return nil, err
+		}
+	}
 	e.dialer = upstream.Dialer{
+		Lookup:         e.dns.Lookup,
 		Timeout:        cfg.DialTimeout,
 		Check:          cfg.UpstreamCheck,
 		IsSelf:         e.self.contains,

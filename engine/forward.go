@@ -212,9 +212,11 @@ func (x *httpExchange) socksHandshake() {
 	case err != nil:
 		pe := upstream.Classify(err)
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
+		cc.ls.reportAttempt(&x.ups, x.up.idx, pe)
 		x.fail(pe)
 	case done && x.st == hHandshake:
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.None)
+		cc.ls.reportAttempt(&x.ups, x.up.idx, nil)
 		x.sendHead()
 	}
 }
@@ -330,6 +332,10 @@ func (x *httpExchange) responseHead() {
 		st := resp.Status
 		if x.pooled {
 			x.up.pk.reused()
+		} else if !x.fwd.Upstream.Scheme.IsSOCKS() && cc.rec.headOut == 0 {
+			// A fresh connection's first answer (a SOCKS5 upstream
+			// reported at its handshake).
+			cc.ls.reportAttempt(&x.ups, x.up.idx, nil)
 		}
 		if st == 407 {
 			cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.HTTPRequestDenied)
@@ -511,6 +517,11 @@ func (x *httpExchange) upstreamClosed(u *upstreamConn, err error) {
 	case hHandshake:
 		pe := proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
 		x.cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
+		if !x.pooled && x.cc.rec.headOut == 0 && (x.st == hHandshake || !x.fwd.Upstream.Scheme.IsSOCKS()) {
+			// A fresh connection the upstream closed: its own failure
+			// (through SOCKS5, once connected, it is the origin's).
+			x.cc.ls.reportAttempt(&x.ups, u.idx, pe)
+		}
 		x.fail(pe)
 	case hStreaming:
 		if x.respUntil {
@@ -557,8 +568,8 @@ func (x *httpExchange) dialFailed(gen uint32, tried int, pe *proxystatus.Error) 
 		return
 	}
 	// The access line names the upstream that failed last.
-	if list := x.ups.list.Upstreams(); tried < len(list) {
-		x.cc.rec.upHost = list[tried].AppendHostPort(x.cc.rec.upHost[:0])
+	if tried < x.ups.n {
+		x.cc.rec.upHost = x.ups.entry(tried).AppendHostPort(x.cc.rec.upHost[:0])
 	}
 	x.fail(pe)
 }
@@ -571,7 +582,11 @@ func (x *httpExchange) expire(now int64) {
 		x.fail(proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time"))
 	case hHandshake, hSending:
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.HTTPResponseTimeout)
-		x.fail(proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time"))
+		pe := proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time")
+		if x.st == hHandshake {
+			cc.ls.reportAttempt(&x.ups, x.up.idx, pe) // the SOCKS5 upstream's own answer
+		}
+		x.fail(pe)
 	case hStreaming:
 		idle := int64(cc.e.cfg.TunnelIdleTimeout)
 		if now-x.lastActive >= idle {

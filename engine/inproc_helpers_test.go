@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -646,6 +647,8 @@ type record struct {
 	in, out  int64
 	errType  proxystatus.Type
 	detail   string
+	route    int
+	user     int
 }
 
 // obsStats is what the recorder counted.
@@ -656,6 +659,8 @@ type obsStats struct {
 	poolHits, poolMisses         int
 	limits                       [engine.NumLimitReasons]int
 	up, down                     int64
+	ejected                      map[int]int      // by route ID (-1: X-Proxy-To lists)
+	relayedBy                    map[[2]int]int64 // bytes by (route, user)
 	records                      []record
 }
 
@@ -689,13 +694,29 @@ func (r *recorder) PoolUsed(hit bool) {
 	})
 }
 func (r *recorder) LimitRejected(l engine.LimitReason) { r.with(func(s *obsStats) { s.limits[l]++ }) }
-func (r *recorder) Relayed(up, down int) {
-	r.with(func(s *obsStats) { s.up += int64(up); s.down += int64(down) })
+func (r *recorder) Relayed(route, user, up, down int) {
+	r.with(func(s *obsStats) {
+		s.up += int64(up)
+		s.down += int64(down)
+		if s.relayedBy == nil {
+			s.relayedBy = map[[2]int]int64{}
+		}
+		s.relayedBy[[2]int{route, user}] += int64(up + down)
+	})
+}
+func (r *recorder) UpstreamEjected(route int) {
+	r.with(func(s *obsStats) {
+		if s.ejected == nil {
+			s.ejected = map[int]int{}
+		}
+		s.ejected[route]++
+	})
 }
 func (r *recorder) Done(x *engine.Record) {
 	rc := record{
 		kind: x.Kind, method: string(x.Method), target: string(x.Target), upstream: string(x.Upstream),
 		status: x.Status, in: x.BytesIn, out: x.BytesOut, errType: x.Error, detail: x.Detail,
+		route: x.Route, user: x.User,
 	}
 	r.with(func(s *obsStats) { s.records = append(s.records, rc) })
 }
@@ -705,6 +726,8 @@ func (r *recorder) snapshot() obsStats {
 	defer r.mu.Unlock()
 	cp := r.s
 	cp.records = append([]record(nil), r.s.records...)
+	cp.ejected = maps.Clone(r.s.ejected)
+	cp.relayedBy = maps.Clone(r.s.relayedBy)
 	return cp
 }
 

@@ -154,17 +154,28 @@ type fakeAuth struct {
 	entered  chan struct{} // receives when Verify starts (buffered)
 }
 
-func (a *fakeAuth) Cached(v []byte) (ok, known bool) {
-	switch string(v) {
-	case basic("alice", "good"):
+func (a *fakeAuth) CachedUser(user, pass []byte) (ok, known bool) {
+	switch string(user) + ":" + string(pass) {
+	case "alice:good":
 		return true, true
-	case basic("alice", "bad"):
+	case "alice:bad":
 		return false, true
 	}
 	return false, false
 }
 
-func (a *fakeAuth) Verify(v []byte) bool {
+// UserID knows alice (0) and bob (1).
+func (a *fakeAuth) UserID(user []byte) int {
+	switch string(user) {
+	case "alice":
+		return 0
+	case "bob":
+		return 1
+	}
+	return -1
+}
+
+func (a *fakeAuth) VerifyUser(user, pass []byte) bool {
 	a.verifies.Add(1)
 	if a.entered != nil {
 		select {
@@ -175,7 +186,7 @@ func (a *fakeAuth) Verify(v []byte) bool {
 	if a.hold != nil {
 		<-a.hold
 	}
-	return string(v) == basic("bob", "slow-good")
+	return string(user) == "bob" && string(pass) == "slow-good"
 }
 
 func checkAuth407(t *testing.T, r *response) {
@@ -199,7 +210,7 @@ func TestInprocAuth(t *testing.T) {
 	}{
 		{"missing", "", false, 0},
 		{"known bad", basic("alice", "bad"), false, 0},
-		{"not basic", "Bearer abc", false, 1},
+		{"not basic", "Bearer abc", false, 0},
 		{"unknown refused by Verify", basic("bob", "wrong"), false, 1},
 		{"known good", basic("alice", "good"), true, 0},
 		{"unknown accepted by Verify", basic("bob", "slow-good"), true, 1},

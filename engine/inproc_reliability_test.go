@@ -223,8 +223,9 @@ type gateAuth struct {
 	started atomic.Bool
 }
 
-func (a *gateAuth) Cached([]byte) (ok, known bool) { return false, false }
-func (a *gateAuth) Verify([]byte) bool {
+func (a *gateAuth) CachedUser(_, _ []byte) (ok, known bool) { return false, false }
+func (a *gateAuth) UserID([]byte) int                       { return -1 }
+func (a *gateAuth) VerifyUser(_, _ []byte) bool {
 	a.started.Store(true)
 	<-a.gate
 	return true

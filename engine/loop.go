@@ -7,6 +7,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/proxyto/proxyto/auth"
+	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/tunnel"
 )
@@ -38,6 +40,11 @@ type loopState struct {
 	// freeLists recycles X-Proxy-To lists (800 bytes each) between
 	// exchanges, so that idle connections do not hold one.
 	freeLists []*httpparse.UpstreamList
+	// Scratch for choosing a request's upstreams (select.go): decoded
+	// credentials, and an X-Proxy-To list's health.
+	cred   [auth.MaxCredentials]byte
+	keys   [httpparse.MaxUpstreams]health.Key
+	states [httpparse.MaxUpstreams]*health.State
 }
 
 // servicer is something that waits for the loop's periodic Service: a

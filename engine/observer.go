@@ -70,6 +70,14 @@ type Record struct {
 	Duration time.Duration
 	Error    proxystatus.Type
 	Detail   string // one line, credential-free; empty on success
+	// Route is the ID of the route the request selected
+	// (routes.Route.ID, a name in routes.Holder.Names), or -1 when it went
+	// through X-Proxy-To or --default-upstream.
+	Route int
+	// User is the ID of the client's authenticated user
+	// (Authenticator.UserID), or -1: no client authentication, or a client
+	// that failed it.
+	User int
 }
 
 // Observer receives what the engine does, for logs and metrics. Methods are
@@ -93,8 +101,13 @@ type Observer interface {
 	// LimitRejected reports a client refused by a limit.
 	LimitRejected(r LimitReason)
 	// Relayed reports bytes moved in a tunnel or body, as they move:
-	// up is client→upstream, down is upstream→client.
-	Relayed(up, down int)
+	// up is client→upstream, down is upstream→client. route and user are
+	// the exchange's, as in Record (-1 for none).
+	Relayed(route, user, up, down int)
+	// UpstreamEjected reports an upstream taken out of service by passive
+	// health checks (health.NowEjected), with the ID of the route it
+	// belongs to, or -1 for an X-Proxy-To list. It may run on a dial worker.
+	UpstreamEjected(route int)
 	// Done reports one finished request or tunnel.
 	Done(r *Record)
 }
@@ -110,5 +123,6 @@ func (nopObserver) UpstreamDialed(time.Duration, proxystatus.Type)    {}
 func (nopObserver) UpstreamHandshake(time.Duration, proxystatus.Type) {}
 func (nopObserver) PoolUsed(bool)                                     {}
 func (nopObserver) LimitRejected(LimitReason)                         {}
-func (nopObserver) Relayed(int, int)                                  {}
+func (nopObserver) Relayed(int, int, int, int)                        {}
+func (nopObserver) UpstreamEjected(int)                               {}
 func (nopObserver) Done(*Record)                                      {}

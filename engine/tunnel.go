@@ -134,6 +134,7 @@ func (t *tunnelExchange) handshake() {
 		t.handshakeFailed(upstream.Classify(err))
 	case done:
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(s.hsStart), proxystatus.None)
+		cc.ls.reportAttempt(&s.ups, t.up.idx, nil)
 		cc.rec.status = 200
 		cc.rec.headOut = int64(len(reply))
 		if _ = cc.end.Write(reply); t.st == tHandshake {
@@ -145,6 +146,7 @@ func (t *tunnelExchange) handshake() {
 // handshakeFailed reports and answers a failed upstream handshake.
 func (t *tunnelExchange) handshakeFailed(pe *proxystatus.Error) {
 	t.cc.e.cfg.Observer.UpstreamHandshake(time.Since(t.setup.hsStart), pe.Type)
+	t.cc.ls.reportAttempt(&t.setup.ups, t.up.idx, pe)
 	t.fail(pe)
 }
 
@@ -229,8 +231,8 @@ func (t *tunnelExchange) dialFailed(gen uint32, tried int, pe *proxystatus.Error
 		return
 	}
 	// The access line names the upstream that failed last.
-	if list := t.setup.ups.list.Upstreams(); tried < len(list) {
-		t.cc.rec.upHost = list[tried].AppendHostPort(t.cc.rec.upHost[:0])
+	if ups := &t.setup.ups; tried < ups.n {
+		t.cc.rec.upHost = ups.entry(tried).AppendHostPort(t.cc.rec.upHost[:0])
 	}
 	t.fail(pe)
 }

@@ -24,6 +24,7 @@ import (
 var requestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
 	"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Proxy-To: u:p@p:3128\r\n\r\n",
+	"GET http://a/ HTTP/1.1\r\nX-Proxy-To: @eu\r\nX-Proxy-Session: s42\r\nx-proxy-session: s43\r\n\r\n",
 	"GET http://example.com/a?b=1 HTTP/1.1\r\nConnection: close\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
 	"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
 	"POST /x HTTP/1.0\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",

@@ -31,6 +31,7 @@ const (
 	KnownOther              Known = iota // any other field
 	KnownHost                            // Host
 	KnownXProxyTo                        // X-Proxy-To (docs/behaviour.md, "X-Proxy-To")
+	KnownXProxySession                   // X-Proxy-Session: a route's sticky key (docs/routes.md)
 	KnownProxyAuthorization              // Proxy-Authorization
 	KnownProxyAuthenticate               // Proxy-Authenticate
 	KnownConnection                      // Connection
@@ -74,6 +75,7 @@ var fixedHop = [numKnown]bool{
 	KnownProxyAuthorization: true,
 	KnownProxyAuthenticate:  true,
 	KnownXProxyTo:           true, // removed before anything goes upstream (docs/behaviour.md)
+	KnownXProxySession:      true, // likewise: the sticky key is proxyto's, never the upstream's or the origin's
 }
 
 // neverHop lists the fields a Connection token cannot remove. Host, and the
@@ -254,6 +256,10 @@ func lookupKnown(name []byte) Known {
 	case 14:
 		if equalFoldLower(name, "content-length") {
 			return KnownContentLength
+		}
+	case 15:
+		if equalFoldLower(name, "x-proxy-session") {
+			return KnownXProxySession
 		}
 	case 16:
 		if equalFoldLower(name, "proxy-connection") {

@@ -14,12 +14,12 @@ func TestHopByHop(t *testing.T) {
 			name: "fixed list stripped, order case and duplicates kept",
 			in: "GET / HTTP/1.1|Host: h|x-a: 1|Connection: keep-alive|Proxy-Connection: keep-alive|Keep-Alive: 5|" +
 				"TE: trailers|Trailer: X|Upgrade: h2c|Proxy-Authorization: Basic eA==|Proxy-Authenticate: Basic|" +
-				"X-Proxy-To: p:1|X-A: 2|Transfer-Encoding: chunked|Trailers: kept||",
+				"X-Proxy-To: p:1|X-Proxy-Session: s1|X-A: 2|Transfer-Encoding: chunked|Trailers: kept||",
 			want: "Host: h|x-a: 1|X-A: 2|Transfer-Encoding: chunked|Trailers: kept|",
 		},
 		{
 			name: "case-insensitive names",
-			in:   "GET / HTTP/1.1|CONNECTION: x|kEEP-aLIVE: 1|te: a|x-PROXY-to: p:1|Via: 1||",
+			in:   "GET / HTTP/1.1|CONNECTION: x|kEEP-aLIVE: 1|te: a|x-PROXY-to: p:1|X-PROXY-SESSION: k|Via: 1||",
 			want: "Via: 1|",
 		},
 		{
@@ -87,6 +87,7 @@ func TestResponseHop(t *testing.T) {
 func TestLookupKnown(t *testing.T) {
 	for name, want := range map[string]Known{
 		"Host": KnownHost, "X-Proxy-To": KnownXProxyTo, "proxy-authorization": KnownProxyAuthorization,
+		"X-Proxy-Session": KnownXProxySession, "x-PROXY-session": KnownXProxySession, "X-Proxy-Sessions": KnownOther,
 		"Proxy-Authenticate": KnownProxyAuthenticate, "Connection": KnownConnection,
 		"Proxy-Connection": KnownProxyConnection, "Keep-Alive": KnownKeepAlive, "Te": KnownTE,
 		"Trailer": KnownTrailer, "Trailers": KnownOther, "Transfer-Encoding": KnownTransferEncoding,

@@ -38,6 +38,9 @@ type Request struct {
 	XProxyTo      Span // value of the first X-Proxy-To field
 	XProxyToCount int  // number of X-Proxy-To fields: the engine rejects > 1 (docs/behaviour.md, "X-Proxy-To")
 
+	XProxySession      Span // value of the first X-Proxy-Session field (a route's sticky key)
+	XProxySessionCount int  // number of X-Proxy-Session fields: the engine rejects > 1
+
 	ProxyAuthorization Span // value of the first Proxy-Authorization field
 	HasProxyAuth       bool // some Proxy-Authorization field was present
 
@@ -196,6 +199,11 @@ func (r *Request) interpret(buf []byte) error {
 				r.XProxyTo = h.Value
 			}
 			r.XProxyToCount++
+		case KnownXProxySession:
+			if r.XProxySessionCount == 0 {
+				r.XProxySession = h.Value
+			}
+			r.XProxySessionCount++
 		case KnownProxyAuthorization:
 			if !r.HasProxyAuth {
 				r.ProxyAuthorization, r.HasProxyAuth = h.Value, true

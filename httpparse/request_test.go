@@ -121,6 +121,12 @@ func TestRequestParseAccept(t *testing.T) {
 			}
 			eq(t, "upgrade", r.UpgradeValue.Bytes(buf), "websocket")
 		}},
+		{"x-proxy-session captured and counted", "GET / HTTP/1.1|X-Proxy-Session:  s42 |x-proxy-session: s43||", func(t *testing.T, r *Request, buf []byte) {
+			if r.XProxySessionCount != 2 {
+				t.Errorf("count %d", r.XProxySessionCount)
+			}
+			eq(t, "first", r.XProxySession.Bytes(buf), "s42")
+		}},
 		{"repeated x-proxy-to counted", "GET / HTTP/1.1|X-Proxy-To: a:1|x-proxy-to: b:2|Proxy-Authorization: Basic x|Proxy-Authorization: Basic y||", func(t *testing.T, r *Request, buf []byte) {
 			if r.XProxyToCount != 2 || !r.HasProxyAuth {
 				t.Errorf("%+v", r)
@@ -266,7 +272,7 @@ func TestRequestEarlyReject(t *testing.T) {
 
 func TestRequestReuse(t *testing.T) {
 	var r Request
-	a := crlf("POST / HTTP/1.1|Host: a|Content-Length: 3|X-Proxy-To: p:1|Connection: close||")
+	a := crlf("POST / HTTP/1.1|Host: a|Content-Length: 3|X-Proxy-To: p:1|X-Proxy-Session: k|Connection: close||")
 	b := crlf("GET / HTTP/1.1|X: y||")
 	if _, err := r.Parse(a); err != nil {
 		t.Fatal(err)
@@ -274,7 +280,7 @@ func TestRequestReuse(t *testing.T) {
 	if _, err := r.Parse(b); err != nil {
 		t.Fatal(err)
 	}
-	if r.HasHost || r.ContentLength != -1 || r.XProxyToCount != 0 || r.Close || len(r.Headers) != 1 {
+	if r.HasHost || r.ContentLength != -1 || r.XProxyToCount != 0 || r.XProxySessionCount != 0 || r.Close || len(r.Headers) != 1 {
 		t.Fatalf("state leaked across Parse: %+v", r)
 	}
 }

@@ -32,6 +32,14 @@ func appendAccessJSON(dst []byte, a *accessLine, now time.Time) []byte {
 	dst = appendJSONString(dst, redactTarget(a.Target))
 	dst = append(dst, `,"upstream":`...)
 	dst = appendJSONString(dst, redactUpstream(a.Upstream))
+	if a.route != "" {
+		dst = append(dst, `,"route":`...)
+		dst = appendJSONString(dst, []byte(a.route))
+	}
+	if a.user != "" {
+		dst = append(dst, `,"user":`...)
+		dst = appendJSONString(dst, []byte(a.user))
+	}
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(a.Status), 10)
 	dst = append(dst, `,"bytes_in":`...)

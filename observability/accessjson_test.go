@@ -25,17 +25,19 @@ func TestAccessJSONMatchesZap(t *testing.T) {
 			Target: []byte("http://u:p@host/a?b=\"c\"\\d\x01\x7f"), Upstream: []byte("u:p@up:1"), Status: 502,
 			Duration: 3 * time.Second, Error: proxystatus.ConnectionRefused, Detail: "dial alice:pw@up:3128 failed\n"},
 		{Kind: engine.KindUpgrade, Method: []byte("GET"), Target: []byte("/ws \xff\xfe ü"), Error: proxystatus.Type(proxystatus.NumTypes + 3)},
+		{Kind: engine.KindConnect, Method: []byte("CONNECT"), Target: []byte("example.com:443"), Status: 200, Route: 0, User: 0},
 	}
+	names := [][2]string{{"", ""}, {"residential", ""}, {"", "alice"}, {"eu.scrape-1", "bob \"b\""}}
 	for i := range records {
-		r := &records[i]
+		r := &accessLine{Record: &records[i], route: names[i][0], user: names[i][1]}
 		var zapOut bytes.Buffer
 		log, ws, err := newLogger(Options{Output: &zapOut})
 		if err != nil {
 			t.Fatal(err)
 		}
-		log.Info("access", zap.Inline((*accessLine)(r)))
+		log.Info("access", zap.Inline(r))
 		_ = ws.Stop()
-		fast := appendAccessJSON(nil, (*accessLine)(r), time.Now())
+		fast := appendAccessJSON(nil, r, time.Now())
 		var want, got map[string]any
 		if err := json.Unmarshal(zapOut.Bytes(), &want); err != nil {
 			t.Fatalf("record %d: zap line %q: %v", i, zapOut.Bytes(), err)

@@ -180,8 +180,9 @@ func (a *Accounting) Ejected(route int) {
 	}
 }
 
-// ConfigReloaded counts one reload of the routes file, the htpasswd file or
-// the TLS pair; ok is false when it failed and the old one stays.
+// ConfigReloaded counts one reload (a SIGHUP re-reading the routes file,
+// the htpasswd file and the TLS pair); ok is false when any of them failed
+// to load and kept its previous contents.
 func (a *Accounting) ConfigReloaded(ok bool) {
 	if ok {
 		a.reloads[resultOK].Inc()
@@ -217,6 +218,17 @@ func (t *seriesTable) get(id int) *series {
 		return cur[id]
 	}
 	return t.grow(id)
+}
+
+// name returns the name of id, or "" for -1 or an unknown ID.
+func (t *seriesTable) name(id int) string {
+	if id < 0 || t.names == nil {
+		return ""
+	}
+	if names := t.names(); id < len(names) {
+		return names[id]
+	}
+	return ""
 }
 
 // grow builds series for every name not covered yet and returns id's.

@@ -187,3 +187,45 @@ func TestAccountingConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestObserverAccounting: with Options.Accounting, the engine observer
+// counts each request, its bytes and ejections per route and user, and its
+// access line names both; without a route or user, neither appears.
+func TestObserverAccounting(t *testing.T) {
+	s, buf := newTestStack(t, Options{AccessLog: true, Accounting: &AccountingOptions{
+		RouteNames: func() []string { return []string{"dc", "residential"} },
+		UserNames:  func() []string { return []string{"alice", "bob"} },
+	}})
+	o := s.Observer()
+	r := okRecord()
+	r.Route, r.User = 1, 0
+	o.Relayed(1, 0, 100, 2000)
+	o.Done(r)
+	o.Done(errRecord()) // neither
+	o.UpstreamEjected(1)
+	o.UpstreamEjected(-1)
+	s.Accounting().ConfigReloaded(false)
+	reg := s.Registry()
+	checkNonZero(t, reg, mRouteRequests, map[string]float64{`kind=http,result=ok,route=residential`: 1})
+	checkNonZero(t, reg, mUserRequests, map[string]float64{`kind=http,result=ok,user=alice`: 1})
+	checkNonZero(t, reg, mRouteBytes, map[string]float64{`direction=down,route=residential`: 2000, `direction=up,route=residential`: 100})
+	checkNonZero(t, reg, mUserBytes, map[string]float64{`direction=down,user=alice`: 2000, `direction=up,user=alice`: 100})
+	checkNonZero(t, reg, mRouteEjections, map[string]float64{`route=residential`: 1})
+	checkNonZero(t, reg, mEjections, map[string]float64{``: 2})
+	checkNonZero(t, reg, mConfigReloads, map[string]float64{`result=error`: 1})
+
+	flush(t, s)
+	got := lines(t, buf.String(), "access")
+	if len(got) != 2 {
+		t.Fatalf("%d access lines, want 2", len(got))
+	}
+	if got[0]["route"] != "residential" || got[0]["user"] != "alice" {
+		t.Errorf("access line route %v user %v, want residential alice", got[0]["route"], got[0]["user"])
+	}
+	if _, ok := got[1]["route"]; ok {
+		t.Errorf("access line without a route has one: %v", got[1])
+	}
+	if _, ok := got[1]["user"]; ok {
+		t.Errorf("access line without a user has one: %v", got[1])
+	}
+}

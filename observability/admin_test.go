@@ -69,7 +69,7 @@ func TestAdminEndpoints(t *testing.T) {
 
 	// /metrics parses with the text parser and reflects the observer.
 	s.Observer().Done(errRecord())
-	s.Observer().Relayed(11, 0)
+	s.Observer().Relayed(-1, -1, 11, 0)
 	code, body := get(t, base+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)

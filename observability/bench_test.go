@@ -42,7 +42,7 @@ func BenchmarkRelayed(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			o.Relayed(16384, 1460)
+			o.Relayed(-1, -1, 16384, 1460)
 		}
 	})
 }

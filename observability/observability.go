@@ -69,6 +69,10 @@ type Options struct {
 	// FlushInterval bounds how long a log line waits in the buffer; 0 means
 	// one second.
 	FlushInterval time.Duration
+	// Accounting, when set, adds the per-route and per-user counters, the
+	// route health, DNS cache and reload metrics (NewAccounting), and the
+	// route and user names of access lines. nil: none of them.
+	Accounting *AccountingOptions
 }
 
 // Stack is the process logger, the engine observer and the admin listener.
@@ -79,6 +83,7 @@ type Stack struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	obs     engine.Observer
+	acct    *Accounting // nil without Options.Accounting
 
 	mu    sync.Mutex
 	admin *adminServer // nil until ServeAdmin
@@ -114,6 +119,10 @@ func New(o Options) (*Stack, error) {
 		metrics: m,
 	}
 	obs := newObserver(m, log, o.AccessLog, sample)
+	if o.Accounting != nil {
+		s.acct = NewAccounting(reg, *o.Accounting)
+		obs.acct = s.acct
+	}
 	if f := strings.ToLower(o.LogFormat); f == "" || f == "json" {
 		obs.fastJSON = ws // JSON access lines skip zap's encoder (accessjson.go)
 	}
@@ -133,6 +142,10 @@ func (s *Stack) Logger() *zap.Logger { return s.log }
 // event loop, non-blocking, and allocation-free except when it writes an
 // access line.
 func (s *Stack) Observer() engine.Observer { return s.obs }
+
+// Accounting returns the per-route and per-user accounting (for
+// ConfigReloaded), or nil without Options.Accounting.
+func (s *Stack) Accounting() *Accounting { return s.acct }
 
 // Registry returns the Prometheus registry behind /metrics, for tests and for
 // callers that add their own collectors.
@@ -203,7 +216,8 @@ func (s *Stack) Close() {
 	_ = s.ws.Stop()
 }
 
-// Str, Dur and Err are zap field helpers so cmd need not import zap.
+// Str, Dur, Err, Int and Strs are zap field helpers so cmd need not import
+// zap.
 func Str(k, v string) zap.Field { return zap.String(k, v) }
 
 // Dur is a duration field; JSON logs write durations in milliseconds.
@@ -211,6 +225,12 @@ func Dur(k string, v time.Duration) zap.Field { return zap.Duration(k, v) }
 
 // Err is the "error" field for err.
 func Err(err error) zap.Field { return zap.Error(err) }
+
+// Int is an integer field.
+func Int(k string, v int) zap.Field { return zap.Int(k, v) }
+
+// Strs is a list of strings field.
+func Strs(k string, v []string) zap.Field { return zap.Strings(k, v) }
 
 // newLogger builds the zap logger over a buffered syncer on o.Output.
 func newLogger(o Options) (*zap.Logger, *asyncWriter, error) {

@@ -32,6 +32,9 @@ type observer struct {
 	// fastJSON, when set, receives access lines encoded by appendAccessJSON
 	// instead of through zap (JSON format only).
 	fastJSON *asyncWriter
+	// acct counts per route and per user, and names them in access lines;
+	// nil without Options.Accounting.
+	acct *Accounting
 }
 
 // lineBufs recycles access-line encoding buffers.
@@ -104,13 +107,24 @@ func (o *observer) LimitRejected(r engine.LimitReason) {
 	o.m.limits[r].Inc()
 }
 
-// Relayed adds relayed bytes; called per chunk, so it is two atomic adds.
-func (o *observer) Relayed(up, down int) {
+// Relayed adds relayed bytes; called per chunk, so it is two atomic adds,
+// and two more for a route or a user.
+func (o *observer) Relayed(route, user, up, down int) {
 	if up > 0 {
 		o.m.bytesUp.Add(float64(up))
 	}
 	if down > 0 {
 		o.m.bytesDown.Add(float64(down))
+	}
+	if o.acct != nil && (route >= 0 || user >= 0) {
+		o.acct.Relayed(route, user, up, down)
+	}
+}
+
+// UpstreamEjected counts an upstream taken out of service.
+func (o *observer) UpstreamEjected(route int) {
+	if o.acct != nil {
+		o.acct.Ejected(route)
 	}
 }
 
@@ -128,6 +142,9 @@ func (o *observer) Done(r *engine.Record) {
 		o.m.errors[t].Inc()
 	}
 	o.m.duration[k].Observe(r.Duration.Seconds())
+	if o.acct != nil {
+		o.acct.Request(r.Route, r.User, k, t)
+	}
 	o.writeAccess(r)
 }
 
@@ -145,16 +162,36 @@ func (o *observer) writeAccess(r *engine.Record) {
 		if !o.log.Core().Enabled(zapcore.InfoLevel) {
 			return
 		}
+		a := accessLine{Record: r}
+		o.names(&a)
 		bp := lineBufs.Get().(*[]byte)
-		*bp = appendAccessJSON((*bp)[:0], (*accessLine)(r), time.Now())
+		*bp = appendAccessJSON((*bp)[:0], &a, time.Now())
 		_, _ = o.fastJSON.Write(*bp)
 		lineBufs.Put(bp)
 		return
 	}
 	if ce := o.log.Check(zapcore.InfoLevel, "access"); ce != nil {
-		ce.Write(zap.Inline((*accessLine)(r)))
+		// zap keeps the marshaler in an interface: a pooled line costs no
+		// allocation.
+		a := accessLines.Get().(*accessLine)
+		*a = accessLine{Record: r}
+		o.names(a)
+		ce.Write(zap.Inline(a))
+		*a = accessLine{}
+		accessLines.Put(a)
 	}
 }
+
+// names fills in the route and user names of an access line.
+func (o *observer) names(a *accessLine) {
+	if o.acct != nil {
+		a.route = o.acct.routes.name(a.Route)
+		a.user = o.acct.users.name(a.User)
+	}
+}
+
+// accessLines recycles the access lines of the zap (console) path.
+var accessLines = sync.Pool{New: func() any { return new(accessLine) }}
 
 // clampType maps an out-of-range type to ProxyInternalError so that an index
 // is always valid.
@@ -166,16 +203,21 @@ func clampType(t proxystatus.Type) proxystatus.Type {
 }
 
 // Access-line field names, in the order they are written. Tests hold the
-// logger to exactly this set (plus detail when non-empty).
+// logger to exactly this set (route and user when the request had them,
+// detail when non-empty).
 var accessFields = []string{
-	"client", "kind", "method", "target", "upstream", "status",
+	"client", "kind", "method", "target", "upstream", "route", "user", "status",
 	"bytes_in", "bytes_out", "duration", "error", "detail",
 }
 
-// accessLine marshals a Record as the access-line fields. It is a pointer
-// conversion, so wrapping a *Record in it costs no allocation; the encoder
+// accessLine marshals a Record as the access-line fields, with the names of
+// its route and authenticated user (from the routes and credential files,
+// never the username as sent: it may carry a session key). The encoder
 // copies every byte slice before Done returns, as Record requires.
-type accessLine engine.Record
+type accessLine struct {
+	*engine.Record
+	route, user string // empty: none
+}
 
 // MarshalLogObject writes the access fields. error is always present ("none"
 // on success); detail only when non-empty. Userinfo in an absolute-form
@@ -196,6 +238,12 @@ func (a *accessLine) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddByteString("method", a.Method)
 	enc.AddByteString("target", redactTarget(a.Target))
 	enc.AddByteString("upstream", redactUpstream(a.Upstream))
+	if a.route != "" {
+		enc.AddString("route", a.route)
+	}
+	if a.user != "" {
+		enc.AddString("user", a.user)
+	}
 	enc.AddInt("status", a.Status)
 	enc.AddInt64("bytes_in", a.BytesIn)
 	enc.AddInt64("bytes_out", a.BytesOut)
@@ -274,5 +322,6 @@ func (logOnly) UpstreamDialed(time.Duration, proxystatus.Type)    {}
 func (logOnly) UpstreamHandshake(time.Duration, proxystatus.Type) {}
 func (logOnly) PoolUsed(bool)                                     {}
 func (logOnly) LimitRejected(engine.LimitReason)                  {}
-func (logOnly) Relayed(int, int)                                  {}
+func (logOnly) Relayed(int, int, int, int)                        {}
+func (logOnly) UpstreamEjected(int)                               {}
 func (l logOnly) Done(r *engine.Record)                           { l.o.writeAccess(r) }

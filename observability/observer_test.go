@@ -89,6 +89,8 @@ func errRecord() *engine.Record {
 		Duration: 1500 * time.Microsecond,
 		Error:    proxystatus.ConnectionRefused,
 		Detail:   "upstream refused the connection",
+		Route:    -1,
+		User:     -1,
 	}
 }
 
@@ -103,6 +105,8 @@ func okRecord() *engine.Record {
 		BytesIn:  300,
 		BytesOut: 4096,
 		Duration: 20 * time.Millisecond,
+		Route:    -1,
+		User:     -1,
 	}
 }
 
@@ -176,9 +180,9 @@ func TestObserverCounters(t *testing.T) {
 	o.PoolUsed(false)
 	o.LimitRejected(engine.LimitRate)
 	o.LimitRejected(engine.LimitReason(200)) // out of range: counted as draining
-	o.Relayed(100, 0)
-	o.Relayed(5, 7)
-	o.Relayed(0, 0)
+	o.Relayed(-1, -1, 100, 0)
+	o.Relayed(-1, -1, 5, 7)
+	o.Relayed(-1, -1, 0, 0)
 	o.Done(errRecord())
 	o.Done(okRecord())
 	o.Done(&engine.Record{Kind: 9, Error: 250}) // out of range: clamped
@@ -250,7 +254,8 @@ func TestAccessLineFields(t *testing.T) {
 		t.Fatalf("got %d access lines, want 2:\n%s", len(got), buf.String())
 	}
 
-	// The error line has exactly the documented fields and nothing else.
+	// The error line has exactly the documented fields and nothing else
+	// (no route or user: it had neither).
 	keys := func(m map[string]any) []string {
 		var k []string
 		for key := range m {
@@ -260,6 +265,7 @@ func TestAccessLineFields(t *testing.T) {
 		return k
 	}
 	want := append([]string{"level", "msg", "ts"}, accessFields...)
+	want = slices.DeleteFunc(want, func(s string) bool { return s == "route" || s == "user" })
 	sort.Strings(want)
 	if k := keys(got[0]); !slices.Equal(k, want) {
 		t.Errorf("error line fields = %v, want %v", k, want)
@@ -449,7 +455,7 @@ func TestConcurrentObserver(t *testing.T) {
 		wg.Go(func() {
 			for range 500 {
 				o.ClientOpened()
-				o.Relayed(10, 20)
+				o.Relayed(-1, -1, 10, 20)
 				o.Done(okRecord())
 				o.ClientClosed()
 			}

@@ -21,7 +21,14 @@ type Dialer struct {
 	// Timeout bounds DNS plus TCP connect (and the TLS handshake for https
 	// upstreams). Default 10s.
 	Timeout time.Duration
-	// Resolver resolves upstream names. nil: net.DefaultResolver.
+	// Lookup resolves upstream names (and socks5 targets, see Resolve): the
+	// engine passes its name cache (dnscache.Resolver.Lookup). It is called
+	// for names only: IP literals and names under "invalid" never reach it.
+	// Its errors should be *proxystatus.Error values of type DNSError.
+	// nil: Resolver.
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Resolver resolves upstream names when Lookup is nil. nil:
+	// net.DefaultResolver.
 	Resolver *net.Resolver
 	// Check refuses upstreams by allow/deny rules given the host as written
 	// and each resolved address; its error should be a *proxystatus.Error.
@@ -42,6 +49,10 @@ type Target struct {
 	Host string
 	Port uint16
 	TLS  bool // https upstream: handshake TLS and bridge it
+	// Addrs, when not empty, are Host's addresses, resolved already (an
+	// event loop that found them in the name cache): Dial connects to them
+	// without resolving. The rules still apply to each.
+	Addrs []netip.Addr
 }
 
 // Dial resolves and connects to t, returning a connection gnet can enroll
@@ -54,9 +65,12 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	addrs, err := d.resolve(ctx, t.Host)
-	if err != nil {
-		return nil, err
+	addrs := t.Addrs
+	if len(addrs) == 0 {
+		var err error
+		if addrs, err = d.resolve(ctx, t.Host); err != nil {
+			return nil, err
+		}
 	}
 	var lastErr error
 	// No TCP keepalive: idle tunnels end by the tunnel idle timeout, and probes
@@ -107,6 +121,16 @@ func (d *Dialer) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 		// RFC 6761 §6.4: names under "invalid." never resolve; answer at
 		// once rather than asking a DNS server.
 		return nil, proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+	}
+	if d.Lookup != nil {
+		addrs, err := d.Lookup(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		if len(addrs) == 0 {
+			return nil, proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+		}
+		return addrs, nil
 	}
 	r := d.Resolver
 	if r == nil {

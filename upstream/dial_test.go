@@ -584,21 +584,28 @@ func TestDialTLSFailures(t *testing.T) {
 			if d.Timeout == 0 {
 				d.Timeout = 10 * time.Second
 			}
-			c, err := d.Dial(context.Background(), tt.t)
-			if tt.typ == 0 {
-				if err != nil {
-					t.Fatalf("Dial: %v", err)
-				}
-				_ = c.Close()
-				return
-			}
-			if err == nil {
-				_ = c.Close()
-				t.Fatal("Dial succeeded")
-			}
-			wantPSType(t, err, tt.typ, "")
+			dialWant(t, &d, tt.t, tt.typ)
 		})
 	}
+}
+
+// dialWant dials target with d: it must connect when typ is 0, and fail
+// with a Proxy-Status error of type typ otherwise.
+func dialWant(t *testing.T, d *upstream.Dialer, target upstream.Target, typ proxystatus.Type) {
+	t.Helper()
+	c, err := d.Dial(context.Background(), target)
+	if typ == 0 {
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		_ = c.Close()
+		return
+	}
+	if err == nil {
+		_ = c.Close()
+		t.Fatal("Dial succeeded")
+	}
+	wantPSType(t, err, typ, "")
 }
 
 func acceptLoop(ln net.Listener, handle func(net.Conn)) {
@@ -612,5 +619,58 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) {
 			handle(c)
 			_ = c.Close()
 		}()
+	}
+}
+
+// TestDialLookup: with a Lookup hook (the engine's name cache), names go to
+// it and nowhere else; IP literals, names under "invalid" and targets that
+// carry their addresses never reach it; the rules apply to what it returns.
+func TestDialLookup(t *testing.T) {
+	addr, accepted := countingListener(t)
+	port := portOf(t, addr)
+	var mu sync.Mutex
+	var asked []string
+	errNo := proxystatus.New(proxystatus.DNSError, "upstream name does not resolve")
+	d := &upstream.Dialer{Timeout: 5 * time.Second, Lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
+		mu.Lock()
+		asked = append(asked, host)
+		mu.Unlock()
+		switch host {
+		case "up.test":
+			return mustAddrs("127.0.0.1"), nil
+		case "metadata.test":
+			return mustAddrs("169.254.169.254"), nil
+		case "empty.test":
+			return nil, nil
+		}
+		return nil, errNo
+	}}
+	tests := []struct {
+		name string
+		t    upstream.Target
+		typ  proxystatus.Type // 0: connects
+	}{
+		{"name through the hook", upstream.Target{Host: "up.test", Port: port}, 0},
+		{"IP literal", upstream.Target{Host: "127.0.0.1", Port: port}, 0},
+		{"resolved already", upstream.Target{Host: "not-asked.test", Port: port, Addrs: mustAddrs("127.0.0.1")}, 0},
+		{"rules apply to resolved addresses", upstream.Target{Host: "not-asked.test", Port: port, Addrs: mustAddrs("169.254.169.254")}, proxystatus.DestinationIPProhibited},
+		{"rules apply to the hook's answer", upstream.Target{Host: "metadata.test", Port: 80}, proxystatus.DestinationIPProhibited},
+		{"hook's error", upstream.Target{Host: "nx.test", Port: port}, proxystatus.DNSError},
+		{"hook without addresses", upstream.Target{Host: "empty.test", Port: port}, proxystatus.DNSError},
+		{".invalid", upstream.Target{Host: "up.invalid", Port: port}, proxystatus.DNSError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { dialWant(t, d, tt.t, tt.typ) })
+	}
+	if _, err := d.Resolve(context.Background(), "up.test"); err != nil {
+		t.Errorf("Resolve through the hook: %v", err)
+	}
+	if n := accepted(); n != 3 {
+		t.Errorf("%d connections accepted, want 3", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := strings.Join(asked, ","), "up.test,metadata.test,nx.test,empty.test,up.test"; got != want {
+		t.Errorf("the hook was asked for %s, want %s", got, want)
 	}
 }

@@ -11,8 +11,11 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/proxyto/proxyto/dnscache"
 	"github.com/proxyto/proxyto/engine"
+	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/observability"
+	"github.com/proxyto/proxyto/routes"
 )
 
 // runCmd holds every flag of the gateway. Defaults are the engine's; see
@@ -22,7 +25,17 @@ type runCmd struct {
 	ReusePort bool   `help:"Share --listen with other proxyto processes started with this flag (SO_REUSEPORT): the kernel spreads new connections over them. Without it, a port already in use refuses to start."`
 	Admin     string `default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
 	Loops     int    `default:"0" help:"Event loops; 0 means one per CPU."`
-	Default   string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
+	Default   string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To and selects no route ([scheme://][user:pass@]host:port); a routes file's default_route comes first."`
+
+	Routes     string        `help:"Routes file (YAML): named groups of upstreams that requests select with 'X-Proxy-To: @NAME' or a proxy username USER-route-NAME-session-KEY; read again on SIGHUP. Example: routes/example.yaml." type:"existingfile"`
+	EjectAfter int           `default:"3" help:"Eject an upstream (of a route or an X-Proxy-To list) after this many failures in a row before any byte of a request reached it."`
+	EjectFor   time.Duration `default:"30s" help:"How long an ejected upstream is skipped before one request tries it again."`
+
+	DNSServer      string        `name:"dns-server" help:"DNS server HOST:PORT for upstream names (default: the nameservers of /etc/resolv.conf)."`
+	DNSTTLMin      time.Duration `name:"dns-ttl-min" default:"1s" help:"Shortest time an upstream name's answer is cached, whatever its TTL."`
+	DNSTTLMax      time.Duration `name:"dns-ttl-max" default:"5m" help:"Longest time an upstream name's answer is cached, whatever its TTL."`
+	DNSNegativeTTL time.Duration `name:"dns-negative-ttl" default:"5s" help:"How long a failed upstream name lookup is cached."`
+	DNSPreferIPv6  bool          `name:"dns-prefer-ipv6" env:"PROXYTO_DNS_PREFER_IPV6" help:"Try an upstream name's IPv6 addresses before its IPv4 ones."`
 
 	DialTimeout           time.Duration `default:"10s" help:"Upstream dial timeout (DNS plus TCP connect)."`
 	ResponseHeaderTimeout time.Duration `default:"30s" help:"How long to wait for the upstream's response head."`
@@ -63,6 +76,41 @@ type runCmd struct {
 }
 
 func (r *runCmd) Run(kctx *kong.Context) error {
+	// SIGHUP reloads; until the loop below listens, it must not end the
+	// process (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	tracker := health.New(health.Config{EjectAfter: r.EjectAfter, EjectFor: r.EjectFor})
+	dns, err := dnscache.New(dnscache.Config{
+		Server:      r.DNSServer,
+		MinTTL:      r.DNSTTLMin,
+		MaxTTL:      r.DNSTTLMax,
+		NegativeTTL: r.DNSNegativeTTL,
+		PreferIPv6:  r.DNSPreferIPv6,
+	})
+	if err != nil {
+		return fmt.Errorf("--dns-server: %w", err)
+	}
+	rl := &reloader{routesPath: r.Routes, htpasswd: r.AuthHtpasswd}
+	if r.Routes != "" {
+		rl.routes = routes.NewHolder(tracker)
+		if err := rl.routes.Reload(r.Routes); err != nil {
+			return err
+		}
+	}
+	if rl.auth, err = buildAuth(r.AuthUsers, r.AuthHtpasswd); err != nil {
+		return err
+	}
+	acct := &observability.AccountingOptions{Health: tracker, DNS: dns}
+	if rl.routes != nil {
+		acct.RouteNames, acct.Routes = rl.routes.Names, rl.routes
+	}
+	if rl.auth != nil {
+		acct.UserNames = rl.auth.Names
+	}
+
 	obs, err := observability.New(observability.Options{
 		LogFormat:        r.LogFormat,
 		LogLevel:         r.LogLevel,
@@ -71,11 +119,14 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		NoRequestMetrics: !r.RequestMetrics,
 		Version:          version,
 		MaxConns:         r.MaxConns,
+		Accounting:       acct,
 	})
 	if err != nil {
 		return err
 	}
 	defer obs.Close()
+	rl.obs = obs
+	rl.warnUserNames()
 
 	cfg := engine.Config{
 		Listen:                r.Listen,
@@ -88,6 +139,9 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		TunnelIdleTimeout:     r.TunnelIdleTimeout,
 		MaxHeaderBytes:        r.MaxHeaderBytes,
 		DefaultUpstream:       r.Default,
+		Routes:                rl.routes,
+		Health:                tracker,
+		Resolver:              dns,
 		DialWorkers:           r.DialWorkers,
 		RelayHighWater:        r.RelayHighWater,
 		RelayLowWater:         r.RelayLowWater,
@@ -107,8 +161,8 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 	if r.Admin != "" {
 		cfg.SelfAddrs = append(cfg.SelfAddrs, r.Admin)
 	}
-	if cfg.Auth, err = buildAuth(r.AuthUsers, r.AuthHtpasswd); err != nil {
-		return err
+	if rl.auth != nil {
+		cfg.Auth = rl.auth // a nil *auth.Holder would be a non-nil interface
 	}
 	if cfg.UpstreamCheck, err = buildUpstreamCheck(r.Allow, r.Deny, r.AllowLinkLocal); err != nil {
 		return err
@@ -135,12 +189,17 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sig:
-		obs.Logger().Info("draining", observability.Str("signal", s.String()), observability.Dur("drain_timeout", r.DrainTimeout))
-	case err := <-eng.Done():
-		return err
+	var s os.Signal
+	for s == nil {
+		select {
+		case <-hup:
+			rl.reload()
+		case s = <-sig:
+		case err := <-eng.Done():
+			return err
+		}
 	}
+	obs.Logger().Info("draining", observability.Str("signal", s.String()), observability.Dur("drain_timeout", r.DrainTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), r.DrainTimeout)
 	defer cancel()
 	go func() {

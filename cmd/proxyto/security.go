@@ -8,21 +8,22 @@ import (
 	"github.com/proxyto/proxyto/engine"
 )
 
-// The auth package's Basic is the engine's Authenticator.
-var _ engine.Authenticator = (*auth.Basic)(nil)
+// The auth package's Basic, and the Holder that reloads it, are the
+// engine's Authenticator.
+var (
+	_ engine.Authenticator = (*auth.Basic)(nil)
+	_ engine.Authenticator = (*auth.Holder)(nil)
+)
 
 // buildAuth returns the client authenticator for --auth-users and
-// --auth-htpasswd (either or both), or nil when neither is given. Errors name
-// the bad entry or htpasswd line, never a password or hash.
-func buildAuth(users []string, htpasswd string) (engine.Authenticator, error) {
+// --auth-htpasswd (either or both), or nil when neither is given; SIGHUP
+// reloads its htpasswd file. Errors name the bad entry or htpasswd line,
+// never a password or hash.
+func buildAuth(users []string, htpasswd string) (*auth.Holder, error) {
 	if len(users) == 0 && htpasswd == "" {
-		return nil, nil // a nil *auth.Basic would be a non-nil interface
+		return nil, nil
 	}
-	a, err := auth.New(auth.Options{Users: users, HtpasswdFile: htpasswd})
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
+	return auth.NewHolder(auth.Options{Users: users, HtpasswdFile: htpasswd})
 }
 
 // buildUpstreamCheck returns the upstream check for --allow, --deny and

@@ -12,14 +12,14 @@ import (
 func TestBuildAuth(t *testing.T) {
 	a, err := buildAuth(nil, "")
 	if err != nil || a != nil {
-		t.Fatalf("buildAuth(nil, \"\") = %v, %v; want a nil interface", a, err)
+		t.Fatalf("buildAuth(nil, \"\") = %v, %v; want nil", a, err)
 	}
 	a, err = buildAuth([]string{"u:p"}, "")
 	if err != nil || a == nil {
 		t.Fatalf("buildAuth(users) = %v, %v", a, err)
 	}
-	if ok, known := a.Cached([]byte("Basic dTpw")); !ok || !known {
-		t.Errorf("Cached(u:p) = %v, %v", ok, known)
+	if ok, known := a.CachedUser([]byte("u"), []byte("p")); !ok || !known {
+		t.Errorf("CachedUser(u, p) = %v, %v", ok, known)
 	}
 	if _, err := buildAuth([]string{"nocolon"}, ""); !errors.Is(err, auth.ErrBadUser) {
 		t.Errorf("buildAuth(bad) error = %v", err)

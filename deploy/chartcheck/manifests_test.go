@@ -249,6 +249,9 @@ func checkPod(t *testing.T, spec corev1.PodSpec, o *objects) {
 	if path, ok := env["PROXYTO_UPSTREAM_CA"]; ok && !mounted(c, path) {
 		t.Errorf("PROXYTO_UPSTREAM_CA=%s is not under a volume mount", path)
 	}
+	if path, ok := env["PROXYTO_ROUTES"]; ok && !mounted(c, path) {
+		t.Errorf("PROXYTO_ROUTES=%s is not under a volume mount", path)
+	}
 	for _, v := range spec.Volumes {
 		if v.Secret != nil {
 			if s, ok := o.secretByName[v.Secret.SecretName]; ok {

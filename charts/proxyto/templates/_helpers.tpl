@@ -50,6 +50,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* Whether a routes file is mounted; fails when more than one source is given. */}}
+{{- define "proxyto.routes" -}}
+{{- $n := 0 }}
+{{- range (list .Values.routes.file .Values.routes.existingConfigMap .Values.routes.existingSecret) }}
+{{- if . }}{{ $n = add1 $n }}{{ end }}
+{{- end }}
+{{- if gt $n 1 }}
+{{- fail "routes: set one of file, existingConfigMap and existingSecret" }}
+{{- end }}
+{{- if gt $n 0 }}true{{ end }}
+{{- end }}
+
 {{/* Seconds Kubernetes waits after starting termination: preStop sleep + drain + margin. */}}
 {{- define "proxyto.terminationGracePeriodSeconds" -}}
 {{- add (int .Values.preStopSleepSeconds) (int .Values.drainTimeoutSeconds) (int .Values.terminationGraceExtraSeconds) }}
@@ -88,6 +100,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The pod template shared by the Deployment and the DaemonSet. */}}
 {{- define "proxyto.podTemplate" -}}
 {{- $authSecret := include "proxyto.authSecret" . -}}
+{{- $routes := include "proxyto.routes" . -}}
 metadata:
   labels:
     {{- include "proxyto.selectorLabels" . | nindent 4 }}
@@ -100,6 +113,10 @@ metadata:
   {{- end }}
   {{- if .Values.upstreamCA }}
   {{- $_ := set $ann "checksum/upstream-ca" (include (print $.Template.BasePath "/configmap.yaml") . | sha256sum) }}
+  {{- end }}
+  {{- if .Values.routes.file }}
+  {{- /* A changed routes file rolls the pods (see values.yaml, routes). */}}
+  {{- $_ := set $ann "checksum/routes" (include (print $.Template.BasePath "/routes-configmap.yaml") . | sha256sum) }}
   {{- end }}
   {{- with $ann }}
   annotations:
@@ -200,6 +217,10 @@ spec:
         - name: PROXYTO_UPSTREAM_CA
           value: /etc/proxyto/upstream-ca/ca.pem
         {{- end }}
+        {{- if $routes }}
+        - name: PROXYTO_ROUTES
+          value: /etc/proxyto/routes/routes.yaml
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -228,7 +249,7 @@ spec:
         {{- toYaml .Values.resources | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
-      {{- if or $authSecret .Values.upstreamCA }}
+      {{- if or $authSecret .Values.upstreamCA $routes }}
       volumeMounts:
         {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
         - name: auth
@@ -240,8 +261,13 @@ spec:
           mountPath: /etc/proxyto/upstream-ca
           readOnly: true
         {{- end }}
+        {{- if $routes }}
+        - name: routes
+          mountPath: /etc/proxyto/routes
+          readOnly: true
+        {{- end }}
       {{- end }}
-  {{- if or $authSecret .Values.upstreamCA }}
+  {{- if or $authSecret .Values.upstreamCA $routes }}
   volumes:
     {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
     - name: auth
@@ -257,6 +283,23 @@ spec:
       configMap:
         name: {{ include "proxyto.fullname" . }}-upstream-ca
         defaultMode: 0444
+    {{- end }}
+    {{- if .Values.routes.existingSecret }}
+    - name: routes
+      secret:
+        secretName: {{ .Values.routes.existingSecret }}
+        defaultMode: 0444
+        items:
+          - key: routes.yaml
+            path: routes.yaml
+    {{- else if $routes }}
+    - name: routes
+      configMap:
+        name: {{ .Values.routes.existingConfigMap | default (printf "%s-routes" (include "proxyto.fullname" .)) }}
+        defaultMode: 0444
+        items:
+          - key: routes.yaml
+            path: routes.yaml
     {{- end }}
   {{- end }}
   {{- with .Values.nodeSelector }}
