@@ -10,8 +10,10 @@
 //
 // An idle bridge holds no copy buffer: each direction parks in the runtime
 // poller on a one-byte MSG_PEEK, and takes a pooled buffer only once bytes
-// are there. What an idle bridge costs is two parked goroutines and the
-// tls.Conn's own state (see tlsfront's idle-cost test for the numbers).
+// are there; after idleRelease without traffic the tls.Conn's own read
+// buffers are given back too (release.go). What an idle bridge costs is two
+// parked goroutines and the TLS session's state (tlsfront's idle-cost test
+// measures it).
 package bridge
 
 import (
@@ -98,22 +100,48 @@ type bridge struct {
 	live     atomic.Int32 // directions still copying
 }
 
+// idleRelease is how long a bridge's TLS side stays quiet before tls.Conn's
+// read buffers are given back (release.go). Shorter would cost a busy
+// connection a fresh 20 KiB buffer per burst; longer keeps them longer on
+// clients that went quiet.
+const idleRelease = 2 * time.Second
+
 // toPair copies from the TLS session to the pair. At EOF (close_notify or a
 // FIN at a record boundary) it half-closes the pair.
 func (b *bridge) toPair() {
 	var err error
+	released := false
 	for err == nil {
-		if err = b.tcWait.wait(); err != nil {
+		if err = b.waitTLS(released); err != nil {
 			break
 		}
 		bp := getBuf()
 		err = b.drainTLS(*bp)
 		putBuf(bp)
+		released = false
 	}
 	if err == io.EOF {
 		err = b.pair.CloseWrite()
 	}
 	b.finish(err)
+}
+
+// waitTLS waits until tc's socket is readable. Unless released says the
+// buffers went back since the last read, it first waits only idleRelease,
+// then releases them and waits on.
+func (b *bridge) waitTLS(released bool) error {
+	if released || b.tcWait == nil || !CanRelease() {
+		return b.tcWait.wait()
+	}
+	raw := b.tc.NetConn()
+	_ = raw.SetReadDeadline(time.Now().Add(idleRelease))
+	err := b.tcWait.wait()
+	_ = raw.SetReadDeadline(time.Time{})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	release(b.tc)
+	return b.tcWait.wait()
 }
 
 // past is a read deadline already gone: a Read with it returns what the

@@ -200,3 +200,31 @@ func TestIdleHoldsNoBuffer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestIdleReleasesTLSBuffers checks that a bridge whose client went quiet
+// after sending a large body gives tls.Conn's read buffers back, and that
+// the session works afterwards.
+func TestIdleReleasesTLSBuffers(t *testing.T) {
+	if !CanRelease() {
+		t.Fatal("crypto/tls's layout is not what release.go expects: update it for this Go version")
+	}
+	outer, client := pair(t, false)
+	before := Releases()
+	body := random(t, 100<<10)
+	go func() { _, _ = client.Write(body) }()
+	if _, err := io.ReadFull(outer, make([]byte, len(body))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(idleRelease + 10*time.Second)
+	for Releases() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle bridge never released its TLS read buffers")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	go func() { _, _ = client.Write(body) }()
+	got := make([]byte, len(body))
+	if _, err := io.ReadFull(outer, got); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("after release: %v", err)
+	}
+}
