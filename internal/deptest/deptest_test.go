@@ -55,6 +55,9 @@ var rules = map[string][]ban{
 	// The TLS bridge runs two goroutines per https upstream or TLS client:
 	// the event loops own connections, the bridge only moves bytes.
 	"internal/bridge": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	// The TLS listener hands plaintext streams to the engine and reports
+	// through tlsfront.Observer; it never enrolls them itself.
+	"tlsfront": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 }
 
 // carriers are third-party packages allowed to bring a banned package in,
