@@ -78,6 +78,7 @@ type Stack struct {
 	ws      *asyncWriter
 	reg     *prometheus.Registry
 	metrics *metrics
+	tls     *tlsMetrics
 	obs     engine.Observer
 
 	mu    sync.Mutex
@@ -112,6 +113,7 @@ func New(o Options) (*Stack, error) {
 		ws:      ws,
 		reg:     reg,
 		metrics: m,
+		tls:     newTLSMetrics(reg),
 	}
 	obs := newObserver(m, log, o.AccessLog, sample)
 	if f := strings.ToLower(o.LogFormat); f == "" || f == "json" {
