@@ -58,6 +58,8 @@ var rules = map[string][]ban{
 	// The TLS listener hands plaintext streams to the engine and reports
 	// through tlsfront.Observer; it never enrolls them itself.
 	"tlsfront": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	// Compression runs on event loops, over bytes the engine owns.
+	"compression": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 }
 
 // carriers are third-party packages allowed to bring a banned package in,
