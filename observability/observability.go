@@ -208,8 +208,11 @@ func (s *Stack) Close() {
 // Str, Dur and Err are zap field helpers so cmd need not import zap.
 func Str(k, v string) zap.Field { return zap.String(k, v) }
 
-// Dur is a duration field; JSON logs write durations in milliseconds.
-func Dur(k string, v time.Duration) zap.Field { return zap.Duration(k, v) }
+// Dur is a duration field written with its unit, as Go prints durations
+// ("30s", "1m30s", "1.5ms"), in JSON and console logs alike: a bare number
+// ("drain_timeout": 30000) leaves the reader to guess the unit. Access
+// lines keep their own "duration" in fractional milliseconds.
+func Dur(k string, v time.Duration) zap.Field { return zap.Stringer(k, v) }
 
 // Err is the "error" field for err.
 func Err(err error) zap.Field { return zap.Error(err) }

@@ -14,49 +14,58 @@ import (
 	"github.com/proxyto/proxyto/observability"
 )
 
-// runCmd holds every flag of the gateway. Defaults are the engine's; see
+// runCmd holds every flag of the gateway, in the groups --help shows them
+// in (the order of first appearance). Defaults are the engine's; see
 // engine.Config for what each one bounds.
 type runCmd struct {
-	Listen  string `default:":8080" help:"Client listener address (plain TCP)."`
-	Admin   string `default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
-	Loops   int    `default:"0" help:"Event loops; 0 means one per CPU."`
-	Default string `name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
+	Listen string `group:"listeners" default:":8080" help:"Client listener address (plain TCP)."`
+	Admin  string `group:"listeners" default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
+	Loops  int    `group:"listeners" default:"0" help:"Event loops; 0 means one per CPU."`
 
-	DialTimeout           time.Duration `default:"10s" help:"Upstream dial timeout (DNS plus TCP connect)."`
-	ResponseHeaderTimeout time.Duration `default:"30s" help:"How long to wait for the upstream's response head."`
-	ClientHeaderTimeout   time.Duration `default:"10s" help:"How long a client may take to send a request head."`
-	IdleTimeout           time.Duration `default:"60s" help:"Close kept-alive client connections idle this long."`
-	TunnelIdleTimeout     time.Duration `default:"5m" help:"Close tunnels in which no byte moved this long."`
-	DrainTimeout          time.Duration `default:"30s" help:"On SIGTERM/SIGINT, how long in-flight requests and tunnels get to finish."`
-	MaxHeaderBytes        int           `default:"65536" help:"Largest request head accepted (431 above)."`
+	Default             string        `group:"upstream" name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
+	DialWorkers         int           `group:"upstream" default:"512" help:"Concurrent upstream dials (run off the event loops)."`
+	PoolIdleTimeout     time.Duration `group:"upstream" default:"90s" help:"Close pooled upstream connections idle this long."`
+	PoolMaxIdlePerKey   int           `group:"upstream" default:"16" help:"Idle pooled connections kept per (upstream, credentials); negative disables pooling."`
+	InsecureUpstreamTLS bool          `group:"upstream" name:"insecure-upstream-tls" help:"Do not verify https upstream certificates."`
+	UpstreamCA          string        `group:"upstream" name:"upstream-ca" help:"PEM file of extra CA certificates for https upstreams." type:"existingfile"`
 
-	PoolIdleTimeout   time.Duration `default:"90s" help:"Close pooled upstream connections idle this long."`
-	PoolMaxIdlePerKey int           `default:"16" help:"Idle pooled connections kept per (upstream, credentials); negative disables pooling."`
+	DialTimeout           time.Duration `group:"timeouts" default:"10s" help:"Upstream dial timeout (DNS plus TCP connect)."`
+	ResponseHeaderTimeout time.Duration `group:"timeouts" default:"30s" help:"How long to wait for the upstream's response head."`
+	ClientHeaderTimeout   time.Duration `group:"timeouts" default:"10s" help:"How long a client may take to send a request head."`
+	IdleTimeout           time.Duration `group:"timeouts" default:"60s" help:"Close kept-alive client connections idle this long."`
+	TunnelIdleTimeout     time.Duration `group:"timeouts" default:"5m" help:"Close tunnels in which no byte moved this long."`
+	DrainTimeout          time.Duration `group:"timeouts" default:"30s" help:"On SIGTERM/SIGINT, how long in-flight requests and tunnels get to finish."`
 
-	MaxConns      int     `default:"0" help:"Concurrent client connections overall; 0 means no cap."`
-	MaxConnsPerIP int     `name:"max-conns-per-ip" default:"0" help:"Concurrent client connections per client IP; 0 means no cap."`
-	RatePerIP     float64 `name:"rate-per-ip" default:"0" help:"Requests per second per client IP; 0 means no limit."`
-	RateBurst     int     `default:"0" help:"Burst for --rate-per-ip; 0 means max(1, rate)."`
+	MaxHeaderBytes int     `group:"limits" default:"65536" help:"Largest request head accepted (431 above)."`
+	MaxConns       int     `group:"limits" default:"0" help:"Concurrent client connections overall; 0 means no cap."`
+	MaxConnsPerIP  int     `group:"limits" name:"max-conns-per-ip" default:"0" help:"Concurrent client connections per client IP; 0 means no cap."`
+	RatePerIP      float64 `group:"limits" name:"rate-per-ip" default:"0" help:"Requests per second per client IP; 0 means no limit."`
+	RateBurst      int     `group:"limits" default:"0" help:"Burst for --rate-per-ip; 0 means max(1, rate)."`
+	RelayHighWater int     `group:"limits" default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
+	RelayLowWater  int     `group:"limits" default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
 
-	DialWorkers    int `default:"512" help:"Concurrent upstream dials (run off the event loops)."`
-	RelayHighWater int `default:"262144" help:"Pause reading a side when its peer has this many bytes queued."`
-	RelayLowWater  int `default:"65536" help:"Resume a paused side when its peer's queue falls to this."`
+	AuthUsers      []string `group:"security" help:"Client credentials user:password required in Proxy-Authorization (repeatable, or comma-separated; use --auth-htpasswd for passwords with commas)." sep:","`
+	AuthHtpasswd   string   `group:"security" help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
+	Allow          []string `group:"security" help:"Upstreams allowed (CIDR or host name; repeatable). Empty allows all not denied." sep:","`
+	Deny           []string `group:"security" help:"Upstreams refused (CIDR or host name; repeatable)." sep:","`
+	AllowLinkLocal bool     `group:"security" help:"Allow upstreams on link-local and cloud-metadata addresses."`
 
-	AuthUsers      []string `help:"Client credentials user:password required in Proxy-Authorization (repeatable, or comma-separated; use --auth-htpasswd for passwords with commas)." sep:","`
-	AuthHtpasswd   string   `help:"htpasswd file (bcrypt) with client credentials." type:"existingfile"`
-	Allow          []string `help:"Upstreams allowed (CIDR or host name; repeatable). Empty allows all not denied." sep:","`
-	Deny           []string `help:"Upstreams refused (CIDR or host name; repeatable)." sep:","`
-	AllowLinkLocal bool     `help:"Allow upstreams on link-local and cloud-metadata addresses."`
+	LogFormat       string  `group:"observability" default:"json" enum:"json,console" help:"Log format: json or console."`
+	LogLevel        string  `group:"observability" default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
+	AccessLog       bool    `group:"observability" default:"true" negatable:"" help:"Write one access line per request or tunnel."`
+	AccessLogSample float64 `group:"observability" default:"1" help:"Fraction (0..1] of access lines written, for very high rates."`
+	RequestMetrics  bool    `group:"observability" default:"true" negatable:"" help:"Count requests, tunnels, bytes and latencies in /metrics (--no-request-metrics with --no-access-log: observe nothing, to measure what observing costs)."`
+	Pprof           bool    `group:"observability" help:"Serve /debug/pprof/ on the admin listener."`
+}
 
-	InsecureUpstreamTLS bool   `name:"insecure-upstream-tls" help:"Do not verify https upstream certificates."`
-	UpstreamCA          string `name:"upstream-ca" help:"PEM file of extra CA certificates for https upstreams." type:"existingfile"`
-
-	LogFormat       string  `default:"json" enum:"json,console" help:"Log format: json or console."`
-	LogLevel        string  `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
-	AccessLog       bool    `default:"true" negatable:"" help:"Write one access line per request or tunnel."`
-	AccessLogSample float64 `default:"1" help:"Fraction (0..1] of access lines written, for very high rates."`
-	RequestMetrics  bool    `default:"true" negatable:"" help:"Count requests, tunnels, bytes and latencies in /metrics (--no-request-metrics with --no-access-log: observe nothing, to measure what observing costs)."`
-	Pprof           bool    `help:"Serve /debug/pprof/ on the admin listener."`
+// flagGroups titles the groups of runCmd's flags in --help.
+var flagGroups = []kong.Group{
+	{Key: "listeners", Title: "Listeners:"},
+	{Key: "upstream", Title: "Upstream:"},
+	{Key: "timeouts", Title: "Timeouts:"},
+	{Key: "limits", Title: "Limits:"},
+	{Key: "security", Title: "Security:"},
+	{Key: "observability", Title: "Observability:"},
 }
 
 func (r *runCmd) Run(kctx *kong.Context) error {
