@@ -22,6 +22,12 @@ type runCmd struct {
 	Admin  string `group:"listeners" default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
 	Loops  int    `group:"listeners" default:"0" help:"Event loops; 0 means one per CPU."`
 
+	TLSListen         string   `group:"listeners" name:"tls-listen" help:"TLS client listener address: clients connect with TLS 1.2 or 1.3 (an \"HTTPS proxy\") and then speak as to --listen; empty disables it. Needs --tls-cert and --tls-key."`
+	TLSCert           string   `group:"listeners" name:"tls-cert" help:"PEM certificate chain (leaf first) for --tls-listen; read again on SIGHUP." type:"existingfile"`
+	TLSKey            string   `group:"listeners" name:"tls-key" help:"PEM private key of --tls-cert; read again on SIGHUP." type:"existingfile"`
+	ProxyProtocolFrom []string `group:"listeners" name:"proxy-protocol-from" sep:"," help:"Peers (CIDR or IP; repeatable or comma-separated) that must open every connection, on both listeners, with a PROXY protocol v1 or v2 header; its address then counts as the client's. From other peers a PROXY header is a malformed request."`
+	Compress          bool     `group:"listeners" help:"Gzip plain-HTTP responses for clients that accept it (text-like types, 1 KiB or more; never inside CONNECT tunnels)."`
+
 	Default             string        `group:"upstream" name:"default-upstream" help:"Upstream used when a request has no X-Proxy-To ([scheme://][user:pass@]host:port)."`
 	DialWorkers         int           `group:"upstream" default:"512" help:"Concurrent upstream dials (run off the event loops)."`
 	PoolIdleTimeout     time.Duration `group:"upstream" default:"90s" help:"Close pooled upstream connections idle this long."`
@@ -69,6 +75,9 @@ var flagGroups = []kong.Group{
 }
 
 func (r *runCmd) Run(kctx *kong.Context) error {
+	if err := r.checkClientSide(); err != nil {
+		return err
+	}
 	obs, err := observability.New(observability.Options{
 		LogFormat:        r.LogFormat,
 		LogLevel:         r.LogLevel,

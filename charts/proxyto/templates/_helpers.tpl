@@ -70,6 +70,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The pod template shared by the Deployment and the DaemonSet. */}}
 {{- define "proxyto.podTemplate" -}}
 {{- $authSecret := include "proxyto.authSecret" . -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt and tls.key" }}
+{{- end }}
+{{- $tls := .Values.tls.enabled -}}
 metadata:
   labels:
     {{- include "proxyto.selectorLabels" . | nindent 4 }}
@@ -144,6 +148,14 @@ spec:
         - name: PROXYTO_UPSTREAM_CA
           value: /etc/proxyto/upstream-ca/ca.pem
         {{- end }}
+        {{- if $tls }}
+        - name: PROXYTO_TLS_LISTEN
+          value: ":{{ .Values.ports.tls }}"
+        - name: PROXYTO_TLS_CERT
+          value: /etc/proxyto/tls/tls.crt
+        - name: PROXYTO_TLS_KEY
+          value: /etc/proxyto/tls/tls.key
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -154,6 +166,11 @@ spec:
         - name: admin
           containerPort: {{ .Values.ports.admin }}
           protocol: TCP
+        {{- if $tls }}
+        - name: tls
+          containerPort: {{ .Values.ports.tls }}
+          protocol: TCP
+        {{- end }}
       {{- with .Values.livenessProbe }}
       livenessProbe:
         {{- toYaml . | nindent 8 }}
@@ -172,7 +189,7 @@ spec:
         {{- toYaml .Values.resources | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
-      {{- if or $authSecret .Values.upstreamCA }}
+      {{- if or $authSecret .Values.upstreamCA $tls }}
       volumeMounts:
         {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
         - name: auth
@@ -184,8 +201,13 @@ spec:
           mountPath: /etc/proxyto/upstream-ca
           readOnly: true
         {{- end }}
+        {{- if $tls }}
+        - name: tls
+          mountPath: /etc/proxyto/tls
+          readOnly: true
+        {{- end }}
       {{- end }}
-  {{- if or $authSecret .Values.upstreamCA }}
+  {{- if or $authSecret .Values.upstreamCA $tls }}
   volumes:
     {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
     - name: auth
@@ -201,6 +223,17 @@ spec:
       configMap:
         name: {{ include "proxyto.fullname" . }}-upstream-ca
         defaultMode: 0444
+    {{- end }}
+    {{- if $tls }}
+    - name: tls
+      secret:
+        secretName: {{ .Values.tls.secretName }}
+        defaultMode: 0444
+        items:
+          - key: tls.crt
+            path: tls.crt
+          - key: tls.key
+            path: tls.key
     {{- end }}
   {{- end }}
   {{- with .Values.nodeSelector }}
