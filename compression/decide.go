@@ -79,7 +79,7 @@ func AcceptsGzip(req *httpparse.Request, buf []byte) bool {
 		for v := h.Value.Bytes(buf); len(v) > 0; {
 			var elem []byte
 			elem, v = httpparse.NextListElem(v)
-			coding, params := splitParams(elem)
+			coding, params := cutParam(elem)
 			q := weight(params)
 			switch {
 			case httpparse.EqualFoldLower(coding, "gzip"), httpparse.EqualFoldLower(coding, "x-gzip"):
@@ -153,7 +153,7 @@ func Decide(accepts, isHead bool, resp *httpparse.Response, buf []byte) Reason {
 // (application/json, application/ld+json, application/javascript,
 // application/xml, image/svg+xml, application/rss+xml, ...).
 func textLike(v []byte) bool {
-	mt, _ := splitParams(v)
+	mt, _ := cutParam(v)
 	if len(mt) >= 5 && httpparse.EqualFoldLower(mt[:5], "text/") {
 		return true
 	}
@@ -199,7 +199,7 @@ func hasToken(v []byte, tok string) bool {
 func weight(params []byte) bool {
 	for len(params) > 0 {
 		var p []byte
-		p, params = nextParam(params)
+		p, params = cutParam(params)
 		if len(p) < 2 || p[0]|0x20 != 'q' || p[1] != '=' {
 			continue
 		}

@@ -75,14 +75,15 @@ func TestAcceptsGzip(t *testing.T) {
 func TestDecide(t *testing.T) {
 	const html = "Content-Type: text/html; charset=utf-8\r\n"
 	const big = "Content-Length: 4096\r\n"
-	tests := []struct {
+	type row struct {
 		name    string
 		accepts bool
 		head    bool
 		status  string
 		lines   []string
 		want    Reason
-	}{
+	}
+	tests := []row{
 		{"text/html, known length >= 1 KiB", true, false, "200 OK", []string{html, big}, Compress},
 		{"exactly 1 KiB", true, false, "200 OK", []string{html, "Content-Length: 1024\r\n"}, Compress},
 		{"chunked: unknown length", true, false, "200 OK", []string{html, "Transfer-Encoding: chunked\r\n"}, Compress},
@@ -113,14 +114,7 @@ func TestDecide(t *testing.T) {
 		"application/problem+json", "application/javascript", "text/javascript", "application/xml",
 		"image/svg+xml", "application/rss+xml", "application/xhtml+xml",
 	} {
-		tests = append(tests, struct {
-			name    string
-			accepts bool
-			head    bool
-			status  string
-			lines   []string
-			want    Reason
-		}{"text-like " + ct, true, false, "200 OK", []string{"Content-Type: " + ct + "\r\n", big}, Compress})
+		tests = append(tests, row{"text-like " + ct, true, false, "200 OK", []string{"Content-Type: " + ct + "\r\n", big}, Compress})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

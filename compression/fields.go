@@ -43,26 +43,15 @@ func fieldOf(name []byte) field {
 	return fOther
 }
 
-// splitParams splits "token;params" at its first ';'.
-func splitParams(elem []byte) (token, params []byte) {
-	for i, c := range elem {
+// cutParam splits v at its first ';': the trimmed part before (a coding or
+// media type, or one parameter) and the rest after.
+func cutParam(v []byte) (head, rest []byte) {
+	for i, c := range v {
 		if c == ';' {
-			return httpparse.TrimOWS(elem[:i]), elem[i+1:]
+			return httpparse.TrimOWS(v[:i]), v[i+1:]
 		}
 	}
-	return httpparse.TrimOWS(elem), nil
-}
-
-// nextParam splits the first ';'-separated parameter off params, trimmed.
-func nextParam(params []byte) (p, rest []byte) {
-	p = params
-	for i, c := range params {
-		if c == ';' {
-			p, rest = params[:i], params[i+1:]
-			break
-		}
-	}
-	return httpparse.TrimOWS(p), rest
+	return httpparse.TrimOWS(v), nil
 }
 
 // containsFold reports whether b contains the lower-case literal lit under

@@ -62,6 +62,15 @@ func splitHostPort(b []byte, defaultPort uint16) (host []byte, port uint16, ipv6
 
 // parsePort parses 1-5 decimal digits with a value of 1-65535.
 func parsePort(b []byte) (uint16, bool) {
+	n, ok := parseDigits5(b)
+	if !ok || n == 0 || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// parseDigits5 parses 1-5 decimal digits.
+func parseDigits5(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 5 {
 		return 0, false
 	}
@@ -72,10 +81,7 @@ func parsePort(b []byte) (uint16, bool) {
 		}
 		n = n*10 + int(c-'0')
 	}
-	if n == 0 || n > 65535 {
-		return 0, false
-	}
-	return uint16(n), true
+	return n, true
 }
 
 // validHostName accepts a DNS name (optionally ending in '.') or a

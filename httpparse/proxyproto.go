@@ -246,17 +246,11 @@ func v1Addr(b []byte, fam ProxyFamily) (netip.Addr, bool) {
 
 // v1Port parses 0-65535 in decimal without a leading zero.
 func v1Port(b []byte) (uint16, bool) {
-	if len(b) == 0 || len(b) > 5 || len(b) > 1 && b[0] == '0' {
+	n, ok := parseDigits5(b)
+	if !ok || n > 65535 || len(b) > 1 && b[0] == '0' {
 		return 0, false
 	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return uint16(n), n <= 65535
+	return uint16(n), true
 }
 
 // v2Families maps a v2 family-and-transport byte to its family and the

@@ -445,18 +445,20 @@ func TestReload(t *testing.T) {
 	f := startFront(t, nil)
 	certFile, keyFile := f.s.cfg.CertFile, f.s.cfg.KeyFile
 
-	leafOf := func(cfg *tls.Config) (*tls.Conn, []byte) {
+	// handshake connects, waits for the handoff, and returns both ends and
+	// the leaf certificate the client was shown.
+	handshake := func(cfg *tls.Config) (*tls.Conn, Conn, []byte) {
 		client, err := tls.Dial("tcp", f.addr, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = client.Close() })
 		_ = client.SetDeadline(time.Now().Add(20 * time.Second))
-		return client, client.ConnectionState().PeerCertificates[0].Raw
+		hc := f.handoff(t)
+		t.Cleanup(func() { _ = hc.Plain.Close() })
+		return client, hc, client.ConnectionState().PeerCertificates[0].Raw
 	}
-	old, leaf := leafOf(f.clientConfig())
-	defer old.Close()
-	oldConn := f.handoff(t)
-	defer oldConn.Plain.Close()
+	old, oldConn, leaf := handshake(f.clientConfig())
 	if !bytes.Equal(leaf, f.ca.ServerCert.Certificate[0]) {
 		t.Fatal("first handshake did not use the first pair")
 	}
@@ -475,11 +477,7 @@ func TestReload(t *testing.T) {
 	}
 	cfg := f.clientConfig()
 	cfg.RootCAs = next.Pool
-	fresh, leaf := leafOf(cfg)
-	defer fresh.Close()
-	hc := f.handoff(t)
-	defer hc.Plain.Close()
-	if !bytes.Equal(leaf, next.ServerCert.Certificate[0]) {
+	if _, _, leaf := handshake(cfg); !bytes.Equal(leaf, next.ServerCert.Certificate[0]) {
 		t.Fatal("handshake after Reload did not use the new pair")
 	}
 	exchange(t, old, oldConn.Plain) // established before the reload: still fine
@@ -490,11 +488,7 @@ func TestReload(t *testing.T) {
 	if err := f.s.Reload(); !errors.Is(err, ErrCertificate) {
 		t.Fatalf("Reload of a broken pair: %v, want ErrCertificate", err)
 	}
-	again, leaf := leafOf(cfg)
-	defer again.Close()
-	hc2 := f.handoff(t)
-	defer hc2.Plain.Close()
-	if !bytes.Equal(leaf, next.ServerCert.Certificate[0]) {
+	if _, _, leaf := handshake(cfg); !bytes.Equal(leaf, next.ServerCert.Certificate[0]) {
 		t.Fatal("a failed Reload replaced the pair in use")
 	}
 	f.obs.mu.Lock()
