@@ -8,7 +8,9 @@
 //     which header lines are re-emitted upstream by AppendEndToEnd;
 //   - [UpstreamList.Parse] reads the X-Proxy-To grammar (docs/behaviour.md, "X-Proxy-To");
 //   - [ChunkScanner] finds where a chunked body ends while it streams through
-//     unchanged.
+//     unchanged;
+//   - [ProxyHeader.Parse] reads a PROXY protocol v1 or v2 header, and
+//     [ProxyPeers] says which peers must send one.
 //
 // Nothing here does I/O, logs, or keeps state between calls beyond what the
 // caller owns. No type is safe for concurrent use; each connection owns its

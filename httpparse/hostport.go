@@ -62,6 +62,15 @@ func splitHostPort(b []byte, defaultPort uint16) (host []byte, port uint16, ipv6
 
 // parsePort parses 1-5 decimal digits with a value of 1-65535.
 func parsePort(b []byte) (uint16, bool) {
+	n, ok := parseDigits5(b)
+	if !ok || n == 0 || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// parseDigits5 parses 1-5 decimal digits.
+func parseDigits5(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 5 {
 		return 0, false
 	}
@@ -72,10 +81,7 @@ func parsePort(b []byte) (uint16, bool) {
 		}
 		n = n*10 + int(c-'0')
 	}
-	if n == 0 || n > 65535 {
-		return 0, false
-	}
-	return uint16(n), true
+	return n, true
 }
 
 // validHostName accepts a DNS name (optionally ending in '.') or a
@@ -115,78 +121,101 @@ func validHostName(h []byte) bool {
 // validIPv4 accepts exactly four decimal octets 0-255 without leading zeros,
 // as net/netip does.
 func validIPv4(s []byte) bool {
+	_, ok := parseIPv4(s)
+	return ok
+}
+
+// parseIPv4 parses what validIPv4 accepts into its four octets.
+func parseIPv4(s []byte) (ip [4]byte, ok bool) {
 	fields, val, digits := 0, 0, 0
 	for i := 0; i <= len(s); i++ {
 		if i == len(s) || s[i] == '.' {
-			if digits == 0 {
-				return false
+			if digits == 0 || fields == 4 {
+				return ip, false
 			}
+			ip[fields] = byte(val)
 			fields++
 			val, digits = 0, 0
 			continue
 		}
 		c := s[i]
 		if c < '0' || c > '9' || digits > 0 && val == 0 {
-			return false // non-digit, or a leading zero
+			return ip, false // non-digit, or a leading zero
 		}
 		val = val*10 + int(c-'0')
 		digits++
 		if val > 255 {
-			return false
+			return ip, false
 		}
 	}
-	return fields == 4
+	return ip, fields == 4
 }
 
 // validIPv6 accepts an IPv6 address in RFC 4291 §2.2 text form (without
 // brackets and without a zone): eight groups of 1-4 hex digits, one "::"
 // standing for one or more zero groups, and an optional dotted-quad tail.
 func validIPv6(s []byte) bool {
-	groups, ellipsis, i := 0, -1, 0
+	_, ok := parseIPv6(s)
+	return ok
+}
+
+// parseIPv6 parses what validIPv6 accepts into its sixteen bytes.
+func parseIPv6(s []byte) (ip [16]byte, ok bool) {
+	n, ellipsis, i := 0, -1, 0 // bytes of ip filled; where "::" stands
 	if len(s) >= 2 && s[0] == ':' && s[1] == ':' {
 		ellipsis, i = 0, 2
 		if i == len(s) {
-			return true
+			return ip, true
 		}
 	}
 	for i < len(s) {
-		j := i
+		j, group := i, 0
 		for j < len(s) && j-i < 4 && unhexTable[s[j]] != 0xff {
+			group = group<<4 | int(unhexTable[s[j]])
 			j++
 		}
 		if j == i {
-			return false
+			return ip, false
 		}
 		if j < len(s) && s[j] == '.' { // IPv4 tail: the last 32 bits
-			if ellipsis < 0 && groups != 6 || groups > 6 || !validIPv4(s[i:]) {
-				return false
+			v4, ok4 := parseIPv4(s[i:])
+			if ellipsis < 0 && n != 12 || n > 12 || !ok4 {
+				return ip, false
 			}
-			groups += 2
-			i = len(s)
+			copy(ip[n:], v4[:])
+			n += 4
 			break
 		}
-		groups++
+		ip[n], ip[n+1] = byte(group>>8), byte(group)
+		n += 2
 		i = j
 		if i == len(s) {
 			break
 		}
-		if s[i] != ':' || groups == 8 {
-			return false // a fifth hex digit, a stray byte, or a ninth group
+		if s[i] != ':' || n == 16 {
+			return ip, false // a fifth hex digit, a stray byte, or a ninth group
 		}
 		i++
 		if i == len(s) {
-			return false // trailing single ':'
+			return ip, false // trailing single ':'
 		}
 		if s[i] == ':' {
 			if ellipsis >= 0 {
-				return false
+				return ip, false
 			}
-			ellipsis = groups
+			ellipsis = n
 			i++
 		}
 	}
 	if ellipsis < 0 {
-		return groups == 8
+		return ip, n == 16
 	}
-	return groups < 8
+	if n == 16 {
+		return ip, false // "::" must stand for at least one group
+	}
+	// Move the groups after "::" to the end; zeros fill the gap.
+	gap := 16 - n
+	copy(ip[ellipsis+gap:], ip[ellipsis:n])
+	clear(ip[ellipsis : ellipsis+gap])
+	return ip, true
 }

@@ -82,6 +82,7 @@ type Stack struct {
 	ws      *asyncWriter
 	reg     *prometheus.Registry
 	metrics *metrics
+	tls     *tlsMetrics
 	obs     engine.Observer
 	acct    *Accounting // nil without Options.Accounting
 
@@ -117,6 +118,7 @@ func New(o Options) (*Stack, error) {
 		ws:      ws,
 		reg:     reg,
 		metrics: m,
+		tls:     newTLSMetrics(reg),
 	}
 	obs := newObserver(m, log, o.AccessLog, sample)
 	if o.Accounting != nil {
@@ -220,8 +222,11 @@ func (s *Stack) Close() {
 // zap.
 func Str(k, v string) zap.Field { return zap.String(k, v) }
 
-// Dur is a duration field; JSON logs write durations in milliseconds.
-func Dur(k string, v time.Duration) zap.Field { return zap.Duration(k, v) }
+// Dur is a duration field written with its unit, as Go prints durations
+// ("30s", "1m30s", "1.5ms"), in JSON and console logs alike: a bare number
+// ("drain_timeout": 30000) leaves the reader to guess the unit. Access
+// lines keep their own "duration" in fractional milliseconds.
+func Dur(k string, v time.Duration) zap.Field { return zap.Stringer(k, v) }
 
 // Err is the "error" field for err.
 func Err(err error) zap.Field { return zap.Error(err) }

@@ -8,7 +8,8 @@
 # Installs nginx-full via apt-get if nginx or its stream module is missing.
 #
 # Env: PROXYTO_BIN (default: go build ./cmd/proxyto), NGINX_TEST_STANDIN=1 uses
-#      scripts/tools/cmd/fakeproxyto instead (to test this script), KEEP=1 keeps the temp dir.
+#      scripts/tools/cmd/fakeproxyto instead (to test this script), KEEP=1 keeps the temp dir,
+#      NGINX_PROXY_PROTOCOL=1 has NGINX send PROXY protocol headers to replicas that require them.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/scripts/tools/lib.sh"
@@ -59,13 +60,17 @@ PIDS[upstream]=$!
 wait_file "$W/up.addr" 10 || die "testupstream did not start"
 UP=$(kv "$W/up.addr" proxy) ORIGIN=$(kv "$W/up.addr" origin)
 
+# NGINX_PROXY_PROTOCOL=1: NGINX sends PROXY protocol headers and the replicas
+# require them from loopback (deploy/nginx/nginx.conf.tmpl @@PROXY_PROTOCOL@@).
+PP_ARGS=() PP_LINE=""
+if [ "${NGINX_PROXY_PROTOCOL:-0}" = 1 ]; then PP_ARGS=(--proxy-protocol-from 127.0.0.0/8) PP_LINE="proxy_protocol on;"; fi
 declare -A LISTEN=() ADMIN=()
 start_replica() { # start_replica NAME: start it on fresh ports, retrying when a port is taken
   local name=$1 attempt ports
   for attempt in 1 2 3; do
     mapfile -t ports < <("$W/bin/freeport" -n 2)
     LISTEN[$name]=127.0.0.1:${ports[0]} ADMIN[$name]=127.0.0.1:${ports[1]}
-    "$BIN" --listen "${LISTEN[$name]}" --admin "${ADMIN[$name]}" --drain-timeout "$DRAIN" >"$W/$name.log" 2>&1 &
+    "$BIN" --listen "${LISTEN[$name]}" --admin "${ADMIN[$name]}" --drain-timeout "$DRAIN" "${PP_ARGS[@]}" >"$W/$name.log" 2>&1 &
     PIDS[$name]=$!
     wait_http "http://${ADMIN[$name]}/health" 10 "${PIDS[$name]}" && return 0
     if grep -q 'address already in use' "$W/$name.log"; then log "$name: port taken (attempt $attempt), retrying"; stop_pid "${PIDS[$name]}" 2; continue; fi
@@ -85,7 +90,7 @@ render_nginx() { # render_nginx LISTEN
     -e "s|@@LOAD_MODULE@@|$load_module|" -e "s|@@USER@@|user nobody nogroup;|" \
     -e "s|@@PREFIX@@|$W|g" -e "s|@@LISTEN@@|$1|" -e "s|@@SERVERS@@|$servers|" \
     -e "s|@@NOFILE@@|$nofile|" -e "s|@@WORKER_CONNECTIONS@@|$((nofile / 2))|" \
-    -e "s|@@TUNNEL_TIMEOUT@@|5m|" >"$W/nginx.conf"
+    -e "s|@@TUNNEL_TIMEOUT@@|5m|" -e "s|@@PROXY_PROTOCOL@@|$PP_LINE|" >"$W/nginx.conf"
 }
 for _ in 1 2 3; do
   NGX=127.0.0.1:$("$W/bin/freeport")

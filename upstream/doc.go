@@ -3,7 +3,7 @@
 //	Dialer.Dial     transport: DNS, allow/deny and loop checks, TCP connect,
 //	                and for https upstreams the TLS handshake, bridged to a
 //	                socketpair so the event loop sees a plain stream
-//	                (bridge.go). It blocks: the engine runs it off the event
+//	                (bridge.go, internal/bridge). It blocks: the engine runs it off the event
 //	                loops, in its dial pool.
 //	Handshake       protocol, driven on the event loop without blocking:
 //	                Connect (an HTTP CONNECT and its answer), Socks5 (RFC 1928

@@ -44,13 +44,47 @@ func main() {
 		kong.Description("Forward-proxy gateway: carries each request or CONNECT through the upstream proxy named in its X-Proxy-To header."),
 		kong.DefaultEnvars("PROXYTO"),
 		kong.UsageOnError(),
+		kong.ExplicitGroups(flagGroups),
+		kong.Help(help),
 	)
 	if err := ctx.Run(); err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "proxyto: ") {
-			msg = "proxyto: " + msg
-		}
-		fmt.Fprintln(os.Stderr, msg)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
+}
+
+// errorLine is how an error is printed: one line with exactly one
+// "proxyto: " in front. Errors from proxyto's packages already start with
+// it, and wrapping one in another ("proxyto: --default-upstream: proxyto:
+// X-Proxy-To element 0: ...") would repeat it.
+func errorLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "proxyto: ")
+	return "proxyto: " + strings.ReplaceAll(msg, ": proxyto: ", ": ")
+}
+
+// help is kong's help printer, except for "proxyto --help": the gateway is
+// the default command and its flags are what a user looks for, so that shows
+// run's help, then the other commands.
+func help(options kong.HelpOptions, ctx *kong.Context) error {
+	if ctx.Selected() != nil {
+		return kong.DefaultHelpPrinter(options, ctx)
+	}
+	runCtx, err := ctx.Kong.Parse([]string{"run"})
+	if err != nil {
+		return kong.DefaultHelpPrinter(options, ctx)
+	}
+	fmt.Fprintf(ctx.Stdout, "Usage: %s [run] [flags]\n       %s <command> [flags]\n", ctx.Model.Name, ctx.Model.Name)
+	options.NoAppSummary = true
+	if err := kong.DefaultHelpPrinter(options, runCtx); err != nil {
+		return err
+	}
+	fmt.Fprintln(ctx.Stdout, "\nCommands:")
+	for _, cmd := range ctx.Model.Children {
+		if cmd.Hidden {
+			continue
+		}
+		fmt.Fprintf(ctx.Stdout, "  %-13s %s\n", cmd.Name, cmd.Help)
+	}
+	fmt.Fprintf(ctx.Stdout, "\nRun \"%s <command> --help\" for more information on a command.\n", ctx.Model.Name)
+	return nil
 }

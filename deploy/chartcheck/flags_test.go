@@ -24,7 +24,7 @@ type flag struct {
 }
 
 // derived are the flags the chart sets from values other than `config`.
-var derived = []string{"listen", "admin", "drain-timeout", "auth-users", "auth-htpasswd", "upstream-ca", "routes"}
+var derived = []string{"listen", "admin", "drain-timeout", "auth-users", "auth-htpasswd", "upstream-ca", "routes", "tls-listen", "tls-cert", "tls-key"}
 
 // runFlags parses run.go and returns runCmd's flags by kong name.
 func runFlags(t *testing.T) map[string]flag {

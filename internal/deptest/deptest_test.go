@@ -61,6 +61,14 @@ var rules = map[string][]ban{
 	"health":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine, noUpstream},
 	"dnscache":       {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine, noUpstream},
 	"auth":           {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet, noEngine},
+	// The TLS bridge runs two goroutines per https upstream or TLS client:
+	// the event loops own connections, the bridge only moves bytes.
+	"internal/bridge": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	// The TLS listener hands plaintext streams to the engine and reports
+	// through tlsfront.Observer; it never enrolls them itself.
+	"tlsfront": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	// Compression runs on event loops, over bytes the engine owns.
+	"compression": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 }
 
 // gnetInternals are gnet's packages below its API; only internal/gnetx,

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +21,24 @@ func TestMain(m *testing.M) { Main(m) }
 
 func TestBuildProxytoHelpListsFlagsTheTestsUse(t *testing.T) {
 	bin := BuildProxyto(t)
-	out, err := exec.Command(bin, "run", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("proxyto run --help: %v\n%s", err, out)
-	}
-	for _, f := range []string{"--listen", "--admin", "--log-format", "--max-header-bytes",
-		"--response-header-timeout", "--tunnel-idle-timeout", "--dial-timeout"} {
-		if !strings.Contains(string(out), f) {
-			t.Errorf("proxyto run --help does not mention %s", f)
+	flags := []string{"--listen", "--admin", "--log-format", "--max-header-bytes",
+		"--response-header-timeout", "--tunnel-idle-timeout", "--dial-timeout"}
+	// "proxyto --help" (no command) shows the gateway's flags too, grouped,
+	// and still names the other commands.
+	for _, args := range [][]string{{"run", "--help"}, {"--help"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("proxyto %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		want := flags
+		if len(args) == 1 {
+			want = append(slices.Clone(flags), "Listeners:", "Upstream:", "Timeouts:", "Limits:", "Security:",
+				"Observability:", "healthcheck", "version")
+		}
+		for _, f := range want {
+			if !strings.Contains(string(out), f) {
+				t.Errorf("proxyto %s does not mention %s", strings.Join(args, " "), f)
+			}
 		}
 	}
 }

@@ -101,6 +101,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "proxyto.podTemplate" -}}
 {{- $authSecret := include "proxyto.authSecret" . -}}
 {{- $routes := include "proxyto.routes" . -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt and tls.key" }}
+{{- end }}
+{{- $tls := .Values.tls.enabled -}}
 metadata:
   labels:
     {{- include "proxyto.selectorLabels" . | nindent 4 }}
@@ -221,6 +225,14 @@ spec:
         - name: PROXYTO_ROUTES
           value: /etc/proxyto/routes/routes.yaml
         {{- end }}
+        {{- if $tls }}
+        - name: PROXYTO_TLS_LISTEN
+          value: ":{{ .Values.ports.tls }}"
+        - name: PROXYTO_TLS_CERT
+          value: /etc/proxyto/tls/tls.crt
+        - name: PROXYTO_TLS_KEY
+          value: /etc/proxyto/tls/tls.key
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -231,6 +243,11 @@ spec:
         - name: admin
           containerPort: {{ .Values.ports.admin }}
           protocol: TCP
+        {{- if $tls }}
+        - name: tls
+          containerPort: {{ .Values.ports.tls }}
+          protocol: TCP
+        {{- end }}
       {{- with .Values.livenessProbe }}
       livenessProbe:
         {{- toYaml . | nindent 8 }}
@@ -249,7 +266,7 @@ spec:
         {{- toYaml .Values.resources | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
-      {{- if or $authSecret .Values.upstreamCA $routes }}
+      {{- if or $authSecret .Values.upstreamCA $routes $tls }}
       volumeMounts:
         {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
         - name: auth
@@ -266,8 +283,13 @@ spec:
           mountPath: /etc/proxyto/routes
           readOnly: true
         {{- end }}
+        {{- if $tls }}
+        - name: tls
+          mountPath: /etc/proxyto/tls
+          readOnly: true
+        {{- end }}
       {{- end }}
-  {{- if or $authSecret .Values.upstreamCA $routes }}
+  {{- if or $authSecret .Values.upstreamCA $routes $tls }}
   volumes:
     {{- if and $authSecret (or .Values.auth.htpasswd .Values.auth.existingSecret) }}
     - name: auth
@@ -300,6 +322,17 @@ spec:
         items:
           - key: routes.yaml
             path: routes.yaml
+    {{- end }}
+    {{- if $tls }}
+    - name: tls
+      secret:
+        secretName: {{ .Values.tls.secretName }}
+        defaultMode: 0444
+        items:
+          - key: tls.crt
+            path: tls.crt
+          - key: tls.key
+            path: tls.key
     {{- end }}
   {{- end }}
   {{- with .Values.nodeSelector }}
