@@ -83,7 +83,7 @@ func newForwardBenchWith(tb testing.TB, cfg Config, pooled *httpparse.Upstream) 
 		tb.Fatal(err)
 	}
 	ls := &loopState{e: e, relay: tunnel.NewLoopWithoutGnet(e.relay)}
-	ls.pool.init(e.cfg)
+	ls.pool.init(e)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		tb.Fatal(err)

@@ -87,7 +87,10 @@ type Config struct {
 	// Default 16; negative disables pooling.
 	PoolMaxIdlePerKey int
 
-	// MaxConns caps concurrent client connections; 0 means no cap.
+	// MaxConns caps concurrent client connections. 0, or a value the
+	// descriptor limit cannot hold, means what that limit allows: about
+	// half of RLIMIT_NOFILE less a reserve (see MaxConns on Engine), so
+	// that accepting never runs out of descriptors.
 	MaxConns int
 	// MaxConnsPerIP caps concurrent client connections per client IP; 0 means no cap.
 	MaxConnsPerIP int

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"runtime"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,7 @@ type Engine struct {
 	dns    *dnscache.Resolver // cfg.Resolver, or its default
 	dials  dialPool
 	limits limiter
+	fds    fdBudget
 	relay  tunnel.Config
 
 	defaultList *httpparse.UpstreamList // parsed --default-upstream, or nil
@@ -103,7 +105,12 @@ func New(cfg Config) (*Engine, error) {
 		TLS:            tlsCfg,
 	}
 	e.dials.init(cfg.DialWorkers)
-	e.limits.init(cfg)
+	loops := cfg.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	e.fds.init(cfg, loops)
+	e.limits.init(cfg, e.fds.conns())
 	e.loops.Store(&[]*loopState{})
 	return e, nil
 }
@@ -165,6 +172,11 @@ func (e *Engine) Start() error {
 	go e.ticker()
 	return nil
 }
+
+// MaxConns is the cap on concurrent client connections in force: the
+// configured one, or what the descriptor limit allows (each connection
+// counts two descriptors, beside a reserve), whichever is lower.
+func (e *Engine) MaxConns() int { return e.limits.maxConns }
 
 // Addr is the bound client listener address ("127.0.0.1:8080").
 func (e *Engine) Addr() string { return e.addr }

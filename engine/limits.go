@@ -3,7 +3,10 @@ package engine
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/proxystatus"
 )
@@ -30,8 +33,11 @@ type ipState struct {
 	last   time.Time
 }
 
-func (l *limiter) init(cfg Config) {
+func (l *limiter) init(cfg Config, fdConns int) {
 	l.maxConns, l.maxPerIP = cfg.MaxConns, cfg.MaxConnsPerIP
+	if l.maxConns <= 0 || l.maxConns > fdConns {
+		l.maxConns = fdConns
+	}
 	l.rate, l.burst = cfg.RatePerIP, float64(cfg.RateBurst)
 	l.perIP = make(map[netip.Addr]*ipState)
 }
@@ -110,6 +116,43 @@ func (l *limiter) sweep(now time.Time) {
 			delete(l.perIP, ip)
 		}
 	}
+}
+
+// The descriptor budget. gnet stops its event loops, and so the whole
+// process, when accept fails for want of a descriptor, so proxyto must
+// refuse connections well before that: each client connection is counted
+// as two descriptors (itself and its upstream), and a reserve covers what
+// else holds descriptors: listeners, event loops, dials in progress (a dial
+// holds two for a moment), the splice path's pipes and duplicates, and idle
+// pooled connections, which are kept only while the budget has room.
+type fdBudget struct {
+	limit   int // RLIMIT_NOFILE (soft; Go raises it to the hard limit at start)
+	reserve int
+	pooled  atomic.Int64 // idle pooled upstream connections, all loops
+}
+
+// init reads the limit and sizes the reserve for loops event loops.
+func (b *fdBudget) init(cfg Config, loops int) {
+	var rl unix.Rlimit
+	b.limit = 1 << 20
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < uint64(b.limit) {
+		b.limit = int(rl.Cur)
+	}
+	// 64 fixed; per loop, 64 pipes and 64 spliced tunnels' duplicates
+	// (tunnel.Config.SplicePipes, and the splice path's tunnel bound);
+	// the extra descriptor of dials in progress.
+	b.reserve = 64 + loops*4*64 + min(cfg.DialWorkers, 256)
+	if b.reserve > b.limit/2 {
+		b.reserve = b.limit / 2 // a small limit (tests): keep half for connections
+	}
+}
+
+// conns is how many client connections the budget admits.
+func (b *fdBudget) conns() int { return max(1, (b.limit-b.reserve)/2) }
+
+// mayPool reports whether one more idle connection fits beside clients.
+func (b *fdBudget) mayPool(clients int64) bool {
+	return 2*clients+b.pooled.Load()+1 <= int64(b.limit-b.reserve)
 }
 
 // limitResponse is the answer to a connection refused by a limit.

@@ -73,7 +73,7 @@ func (e *Engine) loopOf(c gnet.Conn) (*loopState, error) {
 		return nil, err
 	}
 	ls := &loopState{e: e, el: el, relay: rl}
-	ls.pool.init(e.cfg)
+	ls.pool.init(e)
 	ls.scanRun = gnet.RunnableFunc(func(context.Context) error {
 		ls.scan()
 		return nil

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/proxyto/proxyto/httpparse"
@@ -16,6 +17,8 @@ import (
 // scan drops keys that have been empty for a pool timeout.
 type upstreamPool struct {
 	idle    map[string]*poolKey
+	fds     *fdBudget     // counts idle connections against the descriptor budget
+	clients *atomic.Int64 // client connections, which the budget serves first
 	maxIdle int
 	timeout int64
 	keyBuf  []byte
@@ -45,7 +48,9 @@ const (
 	noPoolFor    = int64(time.Minute)
 )
 
-func (p *upstreamPool) init(cfg Config) {
+func (p *upstreamPool) init(e *Engine) {
+	cfg := e.cfg
+	p.fds, p.clients = &e.fds, &e.clients
 	p.idle = make(map[string]*poolKey)
 	p.maxIdle = cfg.PoolMaxIdlePerKey
 	p.timeout = int64(cfg.PoolIdleTimeout)
@@ -86,6 +91,7 @@ func (p *upstreamPool) get(u *httpparse.Upstream) *upstreamConn {
 		uc := pk.conns[n-1]
 		pk.conns[n-1] = nil
 		pk.conns = pk.conns[:n-1]
+		p.fds.pooled.Add(-1)
 		if uc.dead {
 			continue
 		}
@@ -139,13 +145,14 @@ func (p *upstreamPool) put(uc *upstreamConn, u *httpparse.Upstream) {
 		p.idle[pk.key] = pk
 	}
 	now := time.Now().UnixNano()
-	if len(pk.conns) >= p.maxIdle || now < pk.noPoolUntil {
+	if len(pk.conns) >= p.maxIdle || now < pk.noPoolUntil || !p.fds.mayPool(p.clients.Load()) {
 		uc.end.Close()
 		return
 	}
 	uc.x, uc.pk, uc.since, uc.dead = nil, pk, now, false
 	pk.lastUsed = now
 	pk.conns = append(pk.conns, uc)
+	p.fds.pooled.Add(1)
 }
 
 // drop removes uc from the pool once gnet closed it. A connection the pool
@@ -164,6 +171,7 @@ func (p *upstreamPool) drop(uc *upstreamConn) {
 			copy(list[i:], list[i+1:])
 			list[len(list)-1] = nil
 			uc.pk.conns = list[:len(list)-1]
+			p.fds.pooled.Add(-1)
 			return
 		}
 	}

@@ -23,6 +23,7 @@ type Config struct {
 	// measure the splice path alone).
 	SpliceAfter int
 	// SplicePipes bounds the pipes a loop's splice path holds (2
+	// descriptors each), and the tunnels on it at once (2 duplicate
 	// descriptors each). Default 64.
 	SplicePipes int
 	// SplicePipeSize is the capacity asked for each pipe. Default 256 KiB.
@@ -62,6 +63,7 @@ type Loop struct {
 	noSplice bool        // the splice loop could not start: stay on the user-space path
 	// spliceStarts counts tunnels moved to the splice path (loop only).
 	spliceStarts int64
+	spliced      int // tunnels on the splice path now (at most SplicePipes)
 }
 
 // NewLoop returns the Loop of c's event loop. Call it on that loop; it fails

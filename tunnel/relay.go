@@ -125,7 +125,9 @@ func (r *Relay) startSplice() {
 		return
 	}
 	sl := c0.l.spliceLoop()
-	if sl == nil {
+	if sl == nil || c0.l.spliced >= c0.l.cfg.SplicePipes {
+		// Off, or as many tunnels spliced as the loop has pipes: each holds
+		// two duplicate descriptors, which the process budgets for.
 		return
 	}
 	sp := &splicing{slot: -1}
@@ -138,6 +140,7 @@ func (r *Relay) startSplice() {
 		return
 	}
 	r.sp, r.sl, r.seen = sp, sl, [2]int64{}
+	c0.l.spliced++
 	for _, s := range [2]Side{Client, Upstream} {
 		if dst := r.ends[s.other()]; dst.c.OutboundBuffered() > 0 {
 			p := bufs.Get()
@@ -213,6 +216,7 @@ func (r *Relay) serviceSplice() {
 		return
 	}
 	r.sp = nil
+	r.ends[Client].l.spliced--
 	res := &sp.result
 	for s := range sp.fd {
 		_ = unix.Close(sp.fd[s])

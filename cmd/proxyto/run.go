@@ -58,7 +58,7 @@ type runCmd struct {
 	DrainTimeout          time.Duration `group:"timeouts" default:"30s" help:"On SIGTERM/SIGINT, how long in-flight requests and tunnels get to finish."`
 
 	MaxHeaderBytes int     `group:"limits" default:"65536" help:"Largest request head accepted (431 above)."`
-	MaxConns       int     `group:"limits" default:"0" help:"Concurrent client connections overall; 0 means no cap."`
+	MaxConns       int     `group:"limits" default:"0" help:"Concurrent client connections overall (429 above); 0 means as many as the descriptor limit allows (two per connection, less a reserve)."`
 	MaxConnsPerIP  int     `group:"limits" name:"max-conns-per-ip" default:"0" help:"Concurrent client connections per client IP; 0 means no cap."`
 	RatePerIP      float64 `group:"limits" name:"rate-per-ip" default:"0" help:"Requests per second per client IP; 0 means no limit."`
 	RateBurst      int     `group:"limits" default:"0" help:"Burst for --rate-per-ip; 0 means max(1, rate)."`
@@ -196,7 +196,7 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		}
 		return err
 	}
-	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("admin", r.Admin), observability.Str("version", version))
+	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("admin", r.Admin), observability.Str("version", version), observability.Int("max_conns", eng.MaxConns()))
 
 	if r.Admin != "" {
 		if err := obs.ServeAdmin(r.Admin, eng.Ready, r.Pprof); err != nil {

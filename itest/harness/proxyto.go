@@ -137,10 +137,17 @@ type Proxyto struct {
 // failed, the tail of its output is logged.
 func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
 	t.Helper()
+	return StartProxytoLimited(t, 0, extraFlags...)
+}
+
+// StartProxytoLimited is StartProxyto with the process's descriptor limit
+// (RLIMIT_NOFILE, soft and hard) set to nofile by prlimit(1); 0 leaves it.
+func StartProxytoLimited(t testing.TB, nofile int, extraFlags ...string) *Proxyto {
+	t.Helper()
 	bin := BuildProxyto(t)
 	var lastErr string
 	for attempt := 0; attempt < 3; attempt++ {
-		p, err := startProxyto(t, bin, extraFlags)
+		p, err := startProxyto(t, bin, nofile, extraFlags)
 		if err == nil {
 			return p
 		}
@@ -153,7 +160,7 @@ func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
 	return nil
 }
 
-func startProxyto(t testing.TB, bin string, extra []string) (*Proxyto, error) {
+func startProxyto(t testing.TB, bin string, nofile int, extra []string) (*Proxyto, error) {
 	p := &Proxyto{t: t, out: &syncBuffer{}, done: make(chan struct{})}
 	var args []string
 	listenGiven, adminGiven := false, false
@@ -180,6 +187,11 @@ func startProxyto(t testing.TB, bin string, extra []string) (*Proxyto, error) {
 	args = append(args, "--log-format", "json")
 	args = append(args, extra...)
 
+	if nofile > 0 {
+		// prlimit sets the limit, then execs proxyto: same process.
+		args = append([]string{fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--", bin}, args...)
+		bin = "prlimit"
+	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
