@@ -2,11 +2,11 @@ package engine
 
 import (
 	"context"
-	"runtime"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
