@@ -156,6 +156,11 @@ func (d *Dialer) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	return addrs, nil
 }
 
+// Allowed returns nil when ap, an address of host (as written), may be
+// dialed: the built-in refusals, the loop check and the rules. It does not
+// block, so a loop may call it before connecting itself.
+func (d *Dialer) Allowed(host string, ap netip.AddrPort) error { return d.allowed(host, ap) }
+
 // allowed applies the built-in refusals, the loop check and the rules.
 func (d *Dialer) allowed(host string, ap netip.AddrPort) error {
 	a := ap.Addr()

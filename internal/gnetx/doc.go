@@ -46,6 +46,15 @@
 //     (eventloop_unix.go:113-200); Peek slices alias the loop's read buffer
 //     and die with the callback (connection_unix.go:349).
 //
+// Unexported functions called (go:linkname; checked by SelfCheck and
+// TestRegister):
+//
+//  10. newStreamConn and (*eventloop).register0 (connection_unix.go,
+//     eventloop_unix.go:214), the two steps Enroll ends in: Register gives a
+//     socket the loop connected itself to gnet without Enroll's goroutine
+//     hand-offs, and sets its context (conn.ctx, found by reflection) before
+//     OnOpen, as Enroll does.
+//
 // The engine and the tunnel package reach gnet internals only through this
 // package. docs/ARCHITECTURE.md explains why each assumption is there.
 package gnetx

@@ -29,6 +29,7 @@ var layout struct {
 	err         error
 	connType    reflect.Type
 	outboundOff uintptr // offset of conn.outboundBuffer in gnet's conn
+	ctxOff      uintptr // offset of conn.ctx
 }
 
 // findLayout checks the dynamic type of c against what this file expects.
@@ -60,8 +61,14 @@ func findLayout(c gnet.Conn) error {
 			layout.err = fmt.Errorf("%w: poller.fd", ErrInternals)
 			return
 		}
+		ctxf, ok := st.FieldByName("ctx")
+		if !ok || ctxf.Type.Kind() != reflect.Interface || ctxf.Type.NumMethod() != 0 {
+			layout.err = fmt.Errorf("%w: conn.ctx", ErrInternals)
+			return
+		}
 		layout.connType = t
 		layout.outboundOff = ob.Offset
+		layout.ctxOff = ctxf.Offset
 	})
 	if layout.err == nil && reflect.TypeOf(c) != layout.connType {
 		return fmt.Errorf("%w: conn type %T", ErrInternals, c)
