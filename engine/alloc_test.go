@@ -93,7 +93,7 @@ func newForwardBenchWith(tb testing.TB, cfg Config, pooled *httpparse.Upstream) 
 	cc := &clientConn{e: e, ls: ls, idx: -1}
 	cc.end.Attach(ls.relay, cli)
 	cli.ctx = cc
-	uc := &upstreamConn{}
+	uc := &upstreamConn{ls: ls}
 	uc.end.Attach(ls.relay, up)
 	up.ctx = uc
 	ls.pool.put(uc, pooled)

@@ -3,14 +3,20 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
+	"github.com/proxyto/proxyto/internal/gnetx"
 	"github.com/proxyto/proxyto/proxystatus"
 	"github.com/proxyto/proxyto/routes"
 	"github.com/proxyto/proxyto/tunnel"
@@ -75,10 +81,16 @@ func (u *upstreams) routeID() int {
 // and its pool bookkeeping. Only its loop touches it.
 type upstreamConn struct {
 	end  tunnel.End
+	ls   *loopState
 	x    exchange // owner; nil while pooled
 	gen  uint32   // the owner's dial generation it answers
 	idx  int      // attempt of the owner's upstreams it connects to
 	addr []byte   // the socks5 target address proxyto resolved, if any
+	here bool     // connected by the loop itself (dialHere): it may not have opened
+	// dialStart is when a dial on the loop began, until its outcome is
+	// reported (the first byte back proves the connect; a close before it
+	// with a connect error refutes it).
+	dialStart time.Time
 
 	// While pooled.
 	pk    *poolKey
@@ -88,6 +100,10 @@ type upstreamConn struct {
 
 // traffic handles bytes from the upstream.
 func (u *upstreamConn) traffic() {
+	if !u.dialStart.IsZero() {
+		u.ls.e.cfg.Observer.UpstreamDialed(time.Since(u.dialStart), proxystatus.None)
+		u.dialStart = time.Time{}
+	}
 	if u.x == nil {
 		// An idle pooled connection must stay silent: anything it sends
 		// makes it unusable.
@@ -103,14 +119,31 @@ func (u *upstreamConn) traffic() {
 	u.x.upstreamTraffic(u)
 }
 
-// closed runs in OnClose for the upstream connection.
+// closed runs in OnClose for the upstream connection. A connect that
+// failed after it started (a dial on the loop) shows as the socket's error,
+// which says more than gnet's: connection refused rather than EOF.
 func (u *upstreamConn) closed(ls *loopState, err error) {
 	if u.x == nil {
 		u.end.Gone()
 		ls.pool.drop(u)
 		return
 	}
+	if c := u.end.Conn(); c != nil && u.here {
+		if v, gerr := unix.GetsockoptInt(c.Fd(), unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
+			err = os.NewSyscallError("connect", syscall.Errno(v))
+		}
+		if !u.dialStart.IsZero() && connectFailed(err) {
+			ls.e.cfg.Observer.UpstreamDialed(time.Since(u.dialStart), upstream.Classify(err).Type)
+			u.dialStart = time.Time{}
+		}
+	}
 	u.x.upstreamClosed(u, err)
+}
+
+// connectFailed reports whether err says the connection never opened.
+func connectFailed(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ETIMEDOUT)
 }
 
 // handshake feeds what u has buffered to hs, writing what hs has to send,
@@ -153,6 +186,7 @@ func (e *Engine) openUpstream(c gnet.Conn, u *upstreamConn) ([]byte, gnet.Action
 		return nil, gnet.Close
 	}
 	u.end.Attach(ls.relay, c)
+	u.ls = ls
 	c.SetContext(u)
 	if !u.x.upstreamOpened(u) {
 		c.SetContext(nil)
@@ -188,6 +222,12 @@ type dialTarget struct {
 // have ended.
 func (ls *loopState) dial(x exchange, ups *upstreams, authority []byte) int64 {
 	ups.gen++
+	// A dial that hangs past its own timeouts still ends here.
+	per := ls.e.cfg.DialTimeout + time.Second
+	deadline := time.Now().Add(per * time.Duration(ups.n)).UnixNano()
+	if ls.dialHere(x, ups, authority) {
+		return deadline
+	}
 	j := &dialJob{x: x, gen: ups.gen, el: ls.el, route: ups.routeID(), targets: make([]dialTarget, 0, ups.n)}
 	socks := false
 	for k := range ups.n {
@@ -208,9 +248,113 @@ func (ls *loopState) dial(x exchange, ups *upstreams, authority []byte) int64 {
 		}
 	}
 	ls.e.dials.submit(ls.e, j)
-	// A dial that hangs past its own timeouts still ends here.
-	per := ls.e.cfg.DialTimeout + time.Second
-	return time.Now().Add(per * time.Duration(ups.n)).UnixNano()
+	return deadline
+}
+
+// dialHere connects on the loop itself when nothing needs to block: one
+// upstream to try, plain TCP (no TLS handshake), its address known (an IP
+// literal or a name in the cache; likewise a socks5 target), no client
+// password left to verify. The socket connects without blocking and is
+// registered with gnet from a loop task (gnetx.Register), so OnOpen comes as
+// after a dial-pool dial, and the handshake's first bytes wait in gnet's
+// buffer until the connect completes; a connect that then fails closes the
+// connection with the socket's error (connection refused, unreachable,
+// timed out). This saves the dial pool's two goroutine hand-offs and the
+// Go poller's work: most of a tunnel's set-up. It reports false when the
+// dial pool must do it.
+func (ls *loopState) dialHere(x exchange, ups *upstreams, authority []byte) bool {
+	if ups.n != 1 || len(ups.authSeen) > 0 {
+		return false
+	}
+	u := ups.entry(0)
+	if u.Scheme == httpparse.SchemeHTTPS {
+		return false
+	}
+	e := ls.e
+	var buf [4]netip.Addr
+	addrs, hit, err := e.dns.Cached(buf[:0], u.Host)
+	if !hit || err != nil || len(addrs) == 0 {
+		return false
+	}
+	var target []byte
+	if u.Scheme == httpparse.SchemeSOCKS5 {
+		host, _, _, ok := httpparse.SplitHostPort(authority, 0)
+		if !ok {
+			return false
+		}
+		var tbuf [4]netip.Addr
+		ta, hit, err := e.dns.Cached(tbuf[:0], host)
+		if !hit || err != nil || len(ta) == 0 {
+			return false
+		}
+		target = ta[0].AsSlice()
+	}
+	host := string(u.Host)
+	var last *proxystatus.Error
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, u.Port)
+		if err := e.dialer.Allowed(host, ap); err != nil {
+			last = upstream.Classify(err)
+			continue
+		}
+		start := time.Now()
+		fd, sa, err := connectNonblocking(ap)
+		if err != nil {
+			last = upstream.Classify(err)
+			e.cfg.Observer.UpstreamDialed(time.Since(start), last.Type)
+			continue
+		}
+		uc := &upstreamConn{x: x, gen: ups.gen, idx: 0, addr: target, here: true, dialStart: start}
+		remote := net.TCPAddrFromAddrPort(ap)
+		// Registered from a task, after this callback: the exchange hears
+		// of its connection in OnOpen, never inside its own dial call.
+		err = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if err := gnetx.Register(ls.el, fd, sa, remote, uc); err != nil {
+				x.dialFailed(uc.gen, 0, proxystatus.New(proxystatus.ProxyInternalError, "could not register the upstream connection"))
+			}
+			return nil
+		}))
+		if err != nil {
+			_ = unix.Close(fd) // the loop is stopping; the exchange's deadline ends it
+		}
+		return true
+	}
+	if last == nil {
+		last = proxystatus.New(proxystatus.DNSError, "upstream name has no usable address")
+	}
+	if countsAgainst(last) {
+		e.report(ups.key(e.health, 0), ups.routeID(), false)
+	}
+	gen := ups.gen
+	_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		x.dialFailed(gen, 0, last)
+		return nil
+	}))
+	return true
+}
+
+// connectNonblocking starts a TCP connect to ap on a non-blocking socket
+// with TCP_NODELAY (as Go's dialer sets it), and returns the socket while
+// the connect is in progress (or done).
+func connectNonblocking(ap netip.AddrPort) (int, unix.Sockaddr, error) {
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if ap.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, os.NewSyscallError("socket", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		_ = unix.Close(fd)
+		return -1, nil, os.NewSyscallError("connect", err)
+	}
+	return fd, sa, nil
 }
 
 // dialPool runs dial jobs on at most n goroutines. Workers stay for a while

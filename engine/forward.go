@@ -516,6 +516,11 @@ func (x *httpExchange) upstreamClosed(u *upstreamConn, err error) {
 		fallthrough
 	case hHandshake:
 		pe := proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
+		if connectFailed(err) {
+			// A dial on the loop whose connect failed: nothing went out.
+			pe = upstream.Classify(err)
+			x.cc.rec.headIn = 0
+		}
 		x.cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), pe.Type)
 		if !x.pooled && x.cc.rec.headOut == 0 && (x.st == hHandshake || !x.fwd.Upstream.Scheme.IsSOCKS()) {
 			// A fresh connection the upstream closed: its own failure

@@ -114,7 +114,12 @@ func (ls *loopState) watch(s servicer) {
 	}
 	*w = true
 	ls.service = append(ls.service, s)
-	ls.hot.Store(true)
+	if !ls.hot.Swap(true) {
+		select {
+		case ls.e.hot <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // scan runs on the loop: services what waits, then, at most every 250 ms,

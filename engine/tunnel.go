@@ -215,6 +215,9 @@ func (t *tunnelExchange) upstreamClosed(u *upstreamConn, err error) {
 		if err == nil || pe.Type == proxystatus.ConnectionTerminated {
 			pe = proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection before answering")
 		}
+		if connectFailed(err) {
+			t.cc.rec.headIn = 0 // a dial on the loop whose connect failed: nothing went out
+		}
 		t.handshakeFailed(pe)
 	case tRelaying:
 		t.relay.OnClose(tunnel.Upstream, err)
