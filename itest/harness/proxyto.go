@@ -40,10 +40,16 @@ var build struct {
 //	func TestMain(m *testing.M) { harness.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	RemoveBuild()
+	os.Exit(code)
+}
+
+// RemoveBuild removes the binary BuildProxyto built, if any. Programs that
+// are not tests call it before they exit; tests get it from Main.
+func RemoveBuild() {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
-	os.Exit(code)
 }
 
 // ModuleRoot returns the directory holding proxyto's go.mod, found by walking
@@ -70,7 +76,7 @@ func ModuleRoot() (string, error) {
 // dir) and returns the binary's path. With PROXYTO_BIN set it returns that
 // instead. A failed build fails every test that needs the binary, each with
 // the compiler's output.
-func BuildProxyto(t testing.TB) string {
+func BuildProxyto(t TB) string {
 	t.Helper()
 	build.once.Do(func() {
 		if bin := os.Getenv(envBin); bin != "" {
@@ -121,7 +127,7 @@ type Proxyto struct {
 	// PID is the process id.
 	PID int
 
-	t    testing.TB
+	t    TB
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{} // closed when the process has exited
@@ -134,7 +140,7 @@ type Proxyto struct {
 // --admin in extraFlags replaces the default admin address. stdout and stderr
 // are captured (Output). The process is killed in t.Cleanup; if the test
 // failed, the tail of its output is logged.
-func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
+func StartProxyto(t TB, extraFlags ...string) *Proxyto {
 	t.Helper()
 	bin := BuildProxyto(t)
 	var lastErr string
@@ -152,7 +158,7 @@ func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
 	return nil
 }
 
-func startProxyto(t testing.TB, bin string, extra []string) (*Proxyto, error) {
+func startProxyto(t TB, bin string, extra []string) (*Proxyto, error) {
 	p := &Proxyto{t: t, Addr: FreeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
 	args := []string{"--listen", p.Addr}
 	adminGiven := false
@@ -268,13 +274,20 @@ func (p *Proxyto) LogLines() []map[string]any {
 func (p *Proxyto) RSS() (int64, error) { return RSSOf(p.PID) }
 
 // MustRSS is RSS that fails the test on error.
-func (p *Proxyto) MustRSS(t testing.TB) int64 {
+func (p *Proxyto) MustRSS(t TB) int64 {
 	t.Helper()
 	n, err := p.RSS()
 	if err != nil {
 		t.Fatalf("harness: reading RSS of proxyto: %v", err)
 	}
 	return n
+}
+
+// FDs returns the number of open file descriptors of the process (entries
+// of /proc/PID/fd).
+func (p *Proxyto) FDs() (int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(p.PID) + "/fd")
+	return len(ents), err
 }
 
 // RSSOf returns the VmRSS of process pid in bytes.
