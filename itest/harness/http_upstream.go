@@ -344,6 +344,11 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 	bodyDone := make(chan error, 1)
 	go func() {
 		_, _, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		if err != nil {
+			// The client went away mid-body: so does the origin
+			// exchange, rather than wait for the rest of the body.
+			ol.c.Close()
+		}
 		bodyDone <- err
 	}()
 
