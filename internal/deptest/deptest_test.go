@@ -42,6 +42,10 @@ var (
 	noCmd  = ban{module + "/cmd/", "cmd is the top of the tree: nothing imports it"}
 	noGnet = ban{"github.com/panjf2000/gnet/",
 		"a pure package over bytes: the engine owns connections and buffers, so it stays testable and fuzzable without I/O"}
+	noTestServers = ban{module + "/itest/",
+		"the test servers (itest/harness) exist for tests and the soak; the shipped binary must not carry them, nor the testing package they import"}
+	noScripts = ban{module + "/scripts/",
+		"scripts/ holds programs that test or measure proxyto (the soak); nothing shipped imports them"}
 )
 
 // rules lists, per package, what it must not depend on, directly or
@@ -52,6 +56,7 @@ var rules = map[string][]ban{
 	"upstream":    {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
 	"httpparse":   {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	"proxystatus": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	"cmd/proxyto": {noTestServers, noScripts},
 }
 
 // carriers are third-party packages allowed to bring a banned package in,
@@ -185,6 +190,9 @@ func TestBanMatching(t *testing.T) {
 		{noObservability, module + "/observability", true},
 		{noObservability, module + "/observabilityx", false},
 		{noGnet, "github.com/panjf2000/gnet/v2", true},
+		{noTestServers, module + "/itest/harness", true},
+		{noScripts, module + "/scripts/soak", true},
+		{noScripts, module + "/scriptsx", false},
 	} {
 		if got := c.b.matches(c.pkg); got != c.want {
 			t.Errorf("%q matches %q = %v, want %v", c.b.path, c.pkg, got, c.want)

@@ -67,7 +67,7 @@ func run() int {
 	flag.DurationVar(&cfg.probeFor, "probe-for", 4*time.Second, "how long latency is measured before the slowloris phase")
 	flag.Uint64Var(&cfg.seed, "seed", 0, "random seed (0: from the clock); each client's draws follow from it")
 	flag.StringVar(&cfg.logSample, "access-log-sample", "0.05", "proxyto's --access-log-sample (its output is kept in memory)")
-	flag.Int64Var(&rssMiB, "rss-growth-max", 384, "largest RSS growth over the baseline allowed at the peak of the load, in MiB")
+	flag.Int64Var(&rssMiB, "rss-growth-max", 256, "largest RSS growth over the baseline allowed at the peak of the load, in MiB")
 	flag.BoolVar(&verbose, "v", false, "print what proxyto has yet to release while it settles")
 	flag.Parse()
 	cfg.rssGrowthMax = rssMiB << 20
@@ -158,7 +158,7 @@ func run() int {
 
 	tl.print(os.Stdout)
 	stale, early := tl.defects()
-	fmt.Printf("\nknown defect signatures: stale pooled connection (a clean request with a body answered 502 connection_terminated through an http/https upstream): %d; CONNECT with early data and FIN closed without an answer: %d\n", stale, early)
+	fmt.Printf("\nknown defect signatures: stale pooled connection (a request with a body answered 502 connection_terminated through an http/https upstream, its fault wanting otherwise): %d; CONNECT with early data and FIN closed without an answer: %d\n", stale, early)
 
 	var fails []string
 	unexpected, hangs := tl.counts()

@@ -255,13 +255,14 @@ func (t *tally) defects() (stalePool, earlyFIN int) {
 	return stalePool, earlyFIN
 }
 
-// isStalePool: a request with a body, not faulted itself (its want is
-// 200), through an http or https upstream (where proxyto pools
-// connections), answered 502 connection_terminated: proxyto sent it on a
-// pooled connection the upstream had closed (tinyproxy-like) instead of
-// dropping the connection or sending the request again on a fresh one.
+// isStalePool: a request with a body through an http or https upstream
+// (where proxyto pools connections) answered 502 connection_terminated
+// when its own fault wants something else (a clean request wants 200, a
+// garbage fault http_protocol_error, …): proxyto sent it on a pooled
+// connection the upstream had closed (tinyproxy-like) instead of dropping
+// the connection or sending the request again on a fresh one.
 func isStalePool(k problemKey) bool {
-	if k.phase != "" || k.up == upSOCKS5 || !strings.Contains(k.reason, "got 502 connection_terminated, want 200") {
+	if k.phase != "" || k.up == upSOCKS5 || !strings.Contains(k.reason, "got 502 connection_terminated, want ") {
 		return false
 	}
 	return k.kind == kUpload || k.kind == kPipeline && !strings.HasPrefix(k.reason, "GET: ")
