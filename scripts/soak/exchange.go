@@ -41,7 +41,13 @@ type result struct {
 	// connection_terminated, want 200"); detail is this exchange's
 	// specifics.
 	reason, detail string
-	dur            time.Duration
+	// client is the client's address on its connection to proxyto, as
+	// proxyto's access lines name it.
+	client string
+	// target is the request target (CONNECT host:port or absolute URL) of
+	// the request the result is about, as access lines name it.
+	target string
+	dur    time.Duration
 }
 
 // exchange is one client exchange in progress.
@@ -80,6 +86,7 @@ func (x *exchange) dial() *client {
 		x.ioFailed("dialing proxyto", err)
 		return nil
 	}
+	x.res.client = c.c.LocalAddr().String()
 	return c
 }
 

@@ -61,7 +61,7 @@ func (k kind) String() string { return kinds[k].name }
 var (
 	getSizes    = []int{0, 1, 1000, 16<<10 + 1, 64 << 10, 100_000, 256<<10 + 3, 1 << 20, 3<<20 + 7, 8 << 20}
 	getWeights  = []int{3, 5, 20, 20, 15, 12, 10, 8, 4, 3}
-	uploadSizes = []int{0, 1, 1000, 16 << 10, 64<<10 + 1, 256 << 10, 1 << 20, 2<<20 + 5}
+	uploadSizes = []int{0, 1, 1000, 16 << 10, 64<<10 + 1, 256 << 10, 512<<10 + 5, 1 << 20}
 	upWeights   = []int{3, 5, 20, 20, 20, 15, 10, 7}
 	cutMin      = 3 * harness.CutAfter
 )
@@ -99,6 +99,7 @@ func (x *exchange) fi() faultInfo { return x.res.fault.info(x.res.up) }
 // connectHead is a CONNECT to the echo origin routed as the exchange says.
 func (x *exchange) connectHead() string {
 	t := x.s.echo.Addr
+	x.res.target = t
 	return "CONNECT " + t + " HTTP/1.1\r\nHost: " + t + "\r\n" + x.s.headerLines(x.res.up, x.res.fault) + "\r\n"
 }
 
@@ -239,7 +240,8 @@ func (x *exchange) tunnelEarly() {
 
 // getHead is a GET of pathQuery on the origin, routed with fault f.
 func (x *exchange) getHead(pathQuery string, f fault) string {
-	return "GET " + x.s.originURL(pathQuery) + " HTTP/1.1\r\nHost: " + x.s.origin.Addr + "\r\n" + x.s.headerLines(x.res.up, f) + "\r\n"
+	x.res.target = x.s.originURL(pathQuery)
+	return "GET " + x.res.target + " HTTP/1.1\r\nHost: " + x.s.origin.Addr + "\r\n" + x.s.headerLines(x.res.up, f) + "\r\n"
 }
 
 // getPath returns a /bytes or /chunked path for n pattern bytes.
@@ -299,8 +301,9 @@ func (x *exchange) judgeBody(pc *patternCheck, got, n int64, err error) {
 func (x *exchange) uploadRequest(i int, body []byte, f fault) (method string, req []byte, want string) {
 	method = []string{"PUT", "POST", "PATCH"}[x.rng.IntN(3)]
 	path := fmt.Sprintf("/up/%d-%d", x.id, i)
+	x.res.target = x.s.originURL(path)
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n%s", method, x.s.originURL(path), x.s.origin.Addr, x.s.headerLines(x.res.up, f))
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n%s", method, x.res.target, x.s.origin.Addr, x.s.headerLines(x.res.up, f))
 	if x.rng.IntN(3) == 0 {
 		b.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		for off := 0; off < len(body); {
@@ -316,7 +319,7 @@ func (x *exchange) uploadRequest(i int, body []byte, f fault) (method string, re
 	return method, b.Bytes(), harness.SummaryBody(method, path, body)
 }
 
-// upload: one PUT/POST/PATCH; the origin's summary (length and sha256 of
+// upload: one PUT/POST/PATCH of up to 1 MiB; the origin's summary (length and sha256 of
 // what it received) must match what was sent. Faulted uploads stay under
 // 64 KiB, so proxyto has read the whole request when it answers the fault.
 func (x *exchange) upload() {
@@ -361,6 +364,7 @@ func (x *exchange) pipeline() {
 	defer c.Close()
 	type step struct {
 		method string
+		target string
 		n      int    // GET: pattern bytes
 		want   string // upload: the summary
 	}
@@ -374,12 +378,12 @@ func (x *exchange) pipeline() {
 		}
 		if x.rng.IntN(2) == 0 {
 			n := getSizes[x.rng.IntN(6)] // up to 100 KB
-			steps[i] = step{method: "GET", n: n}
 			all.WriteString(x.getHead(x.getPath(n), f))
+			steps[i] = step{method: "GET", target: x.res.target, n: n}
 			continue
 		}
 		method, req, want := x.uploadRequest(i, x.payload(x.rng.IntN(16<<10)), f)
-		steps[i] = step{method: method, want: want}
+		steps[i] = step{method: method, target: x.res.target, want: want}
 		all.Write(req)
 	}
 	werr := make(chan error, 1)
@@ -390,6 +394,7 @@ func (x *exchange) pipeline() {
 		if i == k-1 {
 			f = x.res.fault
 		}
+		x.res.target = st.target
 		h := x.answer(c, f, 200)
 		if h == nil {
 			if x.res.out == outUnexpected || x.res.out == outHang {
@@ -429,8 +434,9 @@ func (x *exchange) abortUpload() {
 		return
 	}
 	const n = 1 << 20
+	x.res.target = x.s.originURL(fmt.Sprintf("/up/%d", x.id))
 	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n",
-		x.s.originURL(fmt.Sprintf("/up/%d", x.id)), x.s.origin.Addr, x.s.headerLines(x.res.up, noFault), n)
+		x.res.target, x.s.origin.Addr, x.s.headerLines(x.res.up, noFault), n)
 	body := x.payload(n)[:x.rng.IntN(n/2)]
 	_, err := c.Write(append([]byte(head), body...))
 	time.Sleep(time.Duration(x.rng.IntN(50)) * time.Millisecond)

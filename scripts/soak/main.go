@@ -66,13 +66,19 @@ func run() int {
 	flag.IntVar(&cfg.probeClients, "probes", 50, "normal clients measuring latency before and during the slowloris phase")
 	flag.DurationVar(&cfg.probeFor, "probe-for", 4*time.Second, "how long latency is measured before the slowloris phase")
 	flag.Uint64Var(&cfg.seed, "seed", 0, "random seed (0: from the clock); each client's draws follow from it")
-	flag.StringVar(&cfg.logSample, "access-log-sample", "0.05", "proxyto's --access-log-sample (its output is kept in memory)")
+	flag.StringVar(&cfg.logSample, "access-log-sample", "", "proxyto's --access-log-sample; its output is kept in memory, so the default is 1 up to -duration 2m (every problem shows its access line) and 0.05 above")
 	flag.Int64Var(&rssMiB, "rss-growth-max", 256, "largest RSS growth over the baseline allowed at the peak of the load, in MiB")
 	flag.BoolVar(&verbose, "v", false, "print what proxyto has yet to release while it settles")
 	flag.Parse()
 	cfg.rssGrowthMax = rssMiB << 20
 	if cfg.seed == 0 {
 		cfg.seed = uint64(time.Now().UnixNano())
+	}
+	if cfg.logSample == "" {
+		cfg.logSample = "1"
+		if cfg.duration > 2*time.Minute {
+			cfg.logSample = "0.05"
+		}
 	}
 	if cfg.slowFor == 0 {
 		cfg.slowFor = min(max(cfg.duration/4, 8*time.Second), time.Minute)
@@ -156,7 +162,7 @@ func run() int {
 	fmt.Printf("soak: peak client connections during slowloris %d; settled in %v: %v; RSS peak %s\n\n",
 		slowPeak, time.Since(settleStart).Round(time.Millisecond), final, mib(peak))
 
-	tl.print(os.Stdout)
+	tl.print(os.Stdout, func(client, target string) []string { return accessLines(s, client, target) })
 	stale, early := tl.defects()
 	fmt.Printf("\nknown defect signatures: stale pooled connection (a request with a body answered 502 connection_terminated through an http/https upstream, its fault wanting otherwise): %d; CONNECT with early data and FIN closed without an answer: %d\n", stale, early)
 
@@ -197,6 +203,19 @@ func run() int {
 	}
 	fmt.Printf("soak: PASS\n")
 	return 0
+}
+
+// accessLines returns proxyto's access lines for client and target (the
+// last 2: a client address may come back on a later connection).
+func accessLines(s *servers, client, target string) []string {
+	var out []string
+	for _, l := range strings.Split(s.proxy.Output(), "\n") {
+		if strings.Contains(l, `"msg":"access"`) && strings.Contains(l, `"client":"`+client+`"`) &&
+			(target == "" || strings.Contains(l, `"target":"`+target+`"`)) {
+			out = append(out, l)
+		}
+	}
+	return out[max(0, len(out)-2):]
 }
 
 // printNotes prints proxyto's log lines other than access lines (warnings,

@@ -9,7 +9,11 @@ import (
 )
 
 // timeouts are proxyto's, short so that every hang resolves within a run;
-// every client deadline derives from them.
+// every client deadline derives from them. The response header timeout is
+// the longest: proxyto re-arms it while it forwards a request body, but the
+// last megabytes of an upload can still sit in socket buffers, and on a
+// loaded machine the upstream and origin need a while to drain them before
+// they answer.
 type timeouts struct {
 	clientHeader   time.Duration // --client-header-timeout
 	responseHeader time.Duration // --response-header-timeout
@@ -24,7 +28,7 @@ type timeouts struct {
 
 var defaultTimeouts = timeouts{
 	clientHeader:   2 * time.Second,
-	responseHeader: 3 * time.Second,
+	responseHeader: 5 * time.Second,
 	dial:           2 * time.Second,
 	tunnelIdle:     10 * time.Second,
 	poolIdle:       3 * time.Second,

@@ -46,6 +46,8 @@ type problemKey struct {
 type problem struct {
 	n      int
 	detail string // the first one's
+	client string // the first one's client address
+	target string // and request target
 }
 
 // tally collects results from every client; safe for concurrent use.
@@ -93,7 +95,7 @@ func (t *tally) problem(res result) {
 	k := problemKey{res.phase, res.kind, res.up, res.fault, res.out, res.reason}
 	p := t.problems[k]
 	if p == nil {
-		p = &problem{detail: res.detail}
+		p = &problem{detail: res.detail, client: res.client, target: res.target}
 		t.problems[k] = p
 	}
 	p.n++
@@ -114,7 +116,10 @@ func (t *tally) counts() (unexpected, hangs int) {
 	return unexpected, hangs
 }
 
-func (t *tally) print(w io.Writer) {
+// print writes the table, then the problems; access returns proxyto's
+// access lines for a client address and request target, shown for each
+// problem's first one.
+func (t *tally) print(w io.Writer, access func(client, target string) []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fmt.Fprintf(w, "%-26s %8s %8s %8s %10s %6s %9s %9s\n", "", "count", "ok", "expected", "unexpected", "hang", "p50", "p99")
@@ -155,13 +160,13 @@ func (t *tally) print(w io.Writer) {
 			line("  "+n, t.extra[n])
 		}
 	}
-	t.printProblems(w)
+	t.printProblems(w, access)
 }
 
 // printProblems lists unexpected outcomes and hangs grouped by kind and
 // reason, with how they split over upstreams and faults and the first
 // one's detail.
-func (t *tally) printProblems(w io.Writer) {
+func (t *tally) printProblems(w io.Writer, access func(client, target string) []string) {
 	type group struct {
 		phase  string
 		kind   kind
@@ -173,13 +178,15 @@ func (t *tally) printProblems(w io.Writer) {
 		ups    map[string]int
 		faults map[string]int
 		detail string
+		client string
+		target string
 	}
 	groups := map[group]*agg{}
 	for k, p := range t.problems {
 		g := group{k.phase, k.kind, k.out, k.reason}
 		a := groups[g]
 		if a == nil {
-			a = &agg{ups: map[string]int{}, faults: map[string]int{}, detail: p.detail}
+			a = &agg{ups: map[string]int{}, faults: map[string]int{}, detail: p.detail, client: p.client, target: p.target}
 			groups[g] = a
 		}
 		a.n += p.n
@@ -217,6 +224,11 @@ func (t *tally) printProblems(w io.Writer) {
 			fmt.Fprintf(w, "      upstreams %s; faults %s\n", counts(a.ups), counts(a.faults))
 		}
 		fmt.Fprintf(w, "      first: %s\n", oneLine(a.detail))
+		if a.client != "" {
+			for _, l := range access(a.client, a.target) {
+				fmt.Fprintf(w, "      proxyto: %s\n", oneLine(l))
+			}
+		}
 	}
 }
 
@@ -280,8 +292,8 @@ func ms(d time.Duration) string {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	if len(s) > 600 {
+		s = s[:600] + "…"
 	}
 	return s
 }
