@@ -283,13 +283,6 @@ func (p *Proxyto) MustRSS(t TB) int64 {
 	return n
 }
 
-// FDs returns the number of open file descriptors of the process (entries
-// of /proc/PID/fd).
-func (p *Proxyto) FDs() (int, error) {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(p.PID) + "/fd")
-	return len(ents), err
-}
-
 // RSSOf returns the VmRSS of process pid in bytes.
 func RSSOf(pid int) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 // sample is proxyto's resource use at one moment.
 type sample struct {
 	fds        int     // entries of /proc/PID/fd
+	pipes      int     // of those, pipes (see pipeAllowance)
 	goroutines int     // go_goroutines
 	idle       int     // of those, idle pool workers (see idleWorkers)
 	clients    int     // proxyto_client_connections
@@ -26,8 +28,8 @@ type sample struct {
 }
 
 func (s sample) String() string {
-	return fmt.Sprintf("fds %d, goroutines %d (%d idle pool workers), client connections %d, tunnels %d, RSS %s, live heap %s",
-		s.fds, s.goroutines, s.idle, s.clients, s.tunnels, mib(s.rss), mib(int64(s.heap)))
+	return fmt.Sprintf("fds %d (%d pipes), goroutines %d (%d idle pool workers), client connections %d, tunnels %d, RSS %s, live heap %s",
+		s.fds, s.pipes, s.goroutines, s.idle, s.clients, s.tunnels, mib(s.rss), mib(int64(s.heap)))
 }
 
 // busy is the goroutine count the leak check compares: without the idle
@@ -124,20 +126,36 @@ func takeSample(p *harness.Proxyto) (sample, error) {
 	s.tunnels = int(m["proxyto_tunnels_active"])
 	s.heap = m["go_memstats_heap_alloc_bytes"]
 	s.idle = idleWorkers(goroutineDump(p))
-	if s.fds, err = p.FDs(); err != nil {
+	if s.fds, s.pipes, err = countFDs(p.PID); err != nil {
 		return s, err
 	}
 	s.rss, err = p.RSS()
 	return s, err
 }
 
+// countFDs returns how many descriptors process pid holds, and how many
+// of them are pipes.
+func countFDs(pid int) (fds, pipes int, err error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+			pipes++
+		}
+	}
+	return len(ents), pipes, nil
+}
+
 // Leak allowances over the baseline, after the load has ended and proxyto
 // had time to close what it should.
 const (
-	// Descriptors: none. Client connections are gone, tunnels are gone,
-	// and pooled upstream connections expire after --pool-idle-timeout,
-	// which settle waits out, so every descriptor opened under load must
-	// be closed again.
+	// Descriptors other than pipes: none. Client connections are gone,
+	// tunnels are gone, and pooled upstream connections expire after
+	// --pool-idle-timeout, which settle waits out, so every socket opened
+	// under load must be closed again.
 	fdAllowance = 0
 	// Goroutines, idle dial workers not counted: proxyto runs no goroutine
 	// per connection (gnet event loops); an https upstream connection has
@@ -150,6 +168,12 @@ const (
 	// 20-second run.
 	heapAllowance = 16 << 20
 )
+
+// pipeAllowance bounds the pipes proxyto may keep after the load: an event
+// loop that relays with splice(2) keeps a pool of idle pipes for reuse (up
+// to 64 pipes, 128 descriptors, a loop), and there is a loop per CPU by
+// default.
+var pipeAllowance = 128 * runtime.NumCPU()
 
 // settle waits up to limit for proxyto to return to base: no client
 // connection or tunnel, descriptors and goroutines down to the baseline
@@ -170,8 +194,11 @@ func settle(p *harness.Proxyto, base sample, limit time.Duration) (sample, []str
 			if s.tunnels != 0 {
 				left = append(left, fmt.Sprintf("proxyto_tunnels_active %d, want 0", s.tunnels))
 			}
-			if s.fds > base.fds+fdAllowance {
-				left = append(left, fmt.Sprintf("descriptors %d, baseline %d (+%d allowed)", s.fds, base.fds, fdAllowance))
+			if other, baseOther := s.fds-s.pipes, base.fds-base.pipes; other > baseOther+fdAllowance {
+				left = append(left, fmt.Sprintf("descriptors other than pipes %d, baseline %d (+%d allowed)", other, baseOther, fdAllowance))
+			}
+			if s.pipes > base.pipes+pipeAllowance {
+				left = append(left, fmt.Sprintf("pipes %d, baseline %d (+%d allowed)", s.pipes, base.pipes, pipeAllowance))
 			}
 			if s.busy() > base.busy()+goroutineAllowance {
 				left = append(left, fmt.Sprintf("goroutines %d (idle pool workers not counted), baseline %d (+%d allowed)", s.busy(), base.busy(), goroutineAllowance))
