@@ -73,6 +73,11 @@ type WireUpstreamOptions struct {
 	// NoRecord keeps no request heads (Heads and WaitHeads see none), so
 	// memory stays flat over a long run.
 	NoRecord bool
+	// OnHead, when set, is called with each request head as it arrives,
+	// before any fault or forwarding: for a caller that wants to know
+	// when a request reached the upstream without keeping every head. It
+	// runs on the connection's goroutine, so it must be quick.
+	OnHead func(*WireHead)
 }
 
 // WireUpstream is a raw-TCP HTTP/1.1 forward proxy for the plain-HTTP tests.
@@ -185,6 +190,9 @@ func (u *WireUpstream) DropConns() { u.set.dropAll() }
 func (u *WireUpstream) Close() { u.set.close(u.ln) }
 
 func (u *WireUpstream) record(n int, h *WireHead) {
+	if u.opt.OnHead != nil {
+		u.opt.OnHead(h)
+	}
 	if u.opt.NoRecord {
 		return
 	}
@@ -358,7 +366,18 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 		if err != nil {
 			drop()
 			if !sent {
-				wireStatus(c, 502, "Bad Gateway", "", "origin closed before answering")
+				// The body copy's error, if it ended, tells whether the
+				// client broke off.
+				msg := "origin closed before answering"
+				select {
+				case berr := <-bodyDone:
+					if berr != nil {
+						msg += " (request body: " + berr.Error() + ")"
+					}
+				case <-time.After(100 * time.Millisecond):
+					msg += " (request body still streaming)"
+				}
+				wireStatus(c, 502, "Bad Gateway", "", msg)
 			}
 			return false
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,14 +18,15 @@ import (
 
 // sample is proxyto's resource use at one moment.
 type sample struct {
-	fds        int     // entries of /proc/PID/fd
-	pipes      int     // of those, pipes (see pipeAllowance)
-	goroutines int     // go_goroutines
-	idle       int     // of those, idle pool workers (see idleWorkers)
-	clients    int     // proxyto_client_connections
-	tunnels    int     // proxyto_tunnels_active
-	rss        int64   // VmRSS
-	heap       float64 // go_memstats_heap_alloc_bytes (live heap when taken after a GC)
+	fds        int             // entries of /proc/PID/fd
+	pipes      int             // of those, pipes (see pipeAllowance)
+	links      map[string]bool // what the descriptors point at ("socket:[123]", …)
+	goroutines int             // go_goroutines
+	idle       int             // of those, idle pool workers (see idleWorkers)
+	clients    int             // proxyto_client_connections
+	tunnels    int             // proxyto_tunnels_active
+	rss        int64           // VmRSS
+	heap       float64         // go_memstats_heap_alloc_bytes (live heap when taken after a GC)
 }
 
 func (s sample) String() string {
@@ -126,27 +128,90 @@ func takeSample(p *harness.Proxyto) (sample, error) {
 	s.tunnels = int(m["proxyto_tunnels_active"])
 	s.heap = m["go_memstats_heap_alloc_bytes"]
 	s.idle = idleWorkers(goroutineDump(p))
-	if s.fds, s.pipes, err = countFDs(p.PID); err != nil {
+	if s.fds, s.pipes, s.links, err = countFDs(p.PID); err != nil {
 		return s, err
 	}
 	s.rss, err = p.RSS()
 	return s, err
 }
 
-// countFDs returns how many descriptors process pid holds, and how many
-// of them are pipes.
-func countFDs(pid int) (fds, pipes int, err error) {
+// countFDs returns how many descriptors process pid holds, how many of
+// them are pipes, and what they point at.
+func countFDs(pid int) (fds, pipes int, links map[string]bool, err error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
+	links = map[string]bool{}
 	for _, e := range ents {
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		links[l] = true
+		if strings.HasPrefix(l, "pipe:") {
 			pipes++
 		}
 	}
-	return len(ents), pipes, nil
+	return len(ents), pipes, links, nil
+}
+
+// newDescriptors describes what now holds and base did not: TCP sockets by
+// their two ends (named after the soak's servers), other sockets and files
+// by kind. For a leak report.
+func newDescriptors(base, now sample, names map[string]string) []string {
+	tcp := tcpSockets()
+	var out []string
+	for l := range now.links {
+		if base.links[l] || strings.HasPrefix(l, "pipe:") {
+			continue
+		}
+		inode := strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")
+		if t, ok := tcp[inode]; ok {
+			out = append(out, fmt.Sprintf("tcp %s (%s) → %s (%s) %s", t.local, names[t.local], t.remote, names[t.remote], t.state))
+			continue
+		}
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type tcpSocket struct{ local, remote, state string }
+
+// tcpStates names the states of /proc/net/tcp.
+var tcpStates = map[string]string{
+	"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+	"06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+}
+
+// tcpSockets reads the IPv4 TCP sockets of /proc/net/tcp by inode.
+func tcpSockets() map[string]tcpSocket {
+	m := map[string]tcpSocket{}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return m
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 {
+			continue
+		}
+		m[f[9]] = tcpSocket{hexAddr(f[1]), hexAddr(f[2]), tcpStates[f[3]]}
+	}
+	return m
+}
+
+// hexAddr turns "0100007F:1F90" into "127.0.0.1:8080".
+func hexAddr(s string) string {
+	ip, port, ok := strings.Cut(s, ":")
+	a, err1 := strconv.ParseUint(ip, 16, 32)
+	p, err2 := strconv.ParseUint(port, 16, 16)
+	if !ok || err1 != nil || err2 != nil {
+		return s
+	}
+	return fmt.Sprintf("%d.%d.%d.%d:%d", a&0xff, a>>8&0xff, a>>16&0xff, a>>24, p)
 }
 
 // Leak allowances over the baseline, after the load has ended and proxyto

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxyto/proxyto/itest/harness"
@@ -56,6 +57,10 @@ type exchange struct {
 	to  timeouts
 	rng *rand.Rand
 	id  uint64
+	// start is when the exchange began; targets are the absolute-form
+	// targets it sent (see servers.seen).
+	start   time.Time
+	targets []string
 	// fixed, when > 0, replaces the drawn size of a GET body or a tunnel
 	// payload (the latency probes use small fixed sizes).
 	fixed int
@@ -66,17 +71,45 @@ func (x *exchange) ok()       { x.res.out = outOK }
 func (x *exchange) expected() { x.res.out = outExpected }
 
 func (x *exchange) unexpected(reason, format string, args ...any) {
-	x.res.out, x.res.reason, x.res.detail = outUnexpected, reason, fmt.Sprintf(format, args...)
+	x.res.out, x.res.reason, x.res.detail = outUnexpected, reason, fmt.Sprintf(format, args...)+x.upstreamSaw()
 }
 
 // ioFailed records a failed read or write during step: a hang when it hit
 // the deadline, unexpected otherwise.
 func (x *exchange) ioFailed(step string, err error) {
 	if isHang(err) {
-		x.res.out, x.res.reason, x.res.detail = outHang, step+": no progress within the deadline", err.Error()
+		x.res.out, x.res.reason, x.res.detail = outHang, step+": no progress within the deadline", err.Error()+x.upstreamSaw()
 		return
 	}
 	x.unexpected(step+": "+errWord(err), "%v", err)
+}
+
+// upstreamSaw says whether the http or https upstream received the request
+// the result is about, and when, for a problem's detail.
+func (x *exchange) upstreamSaw() string {
+	if x.res.up == upSOCKS5 || !strings.HasPrefix(x.res.target, "http://") {
+		return ""
+	}
+	if v, ok := x.s.seen.Load(x.res.target); ok {
+		return fmt.Sprintf("; the upstream got the request head %v into the exchange", v.(time.Time).Sub(x.start).Round(time.Millisecond))
+	}
+	return "; the upstream never got the request head"
+}
+
+// nextID numbers the exchanges of a run; ids go into request targets, so
+// each target names one exchange.
+var nextID atomic.Uint64
+
+// run runs the exchange as kind k and returns its result.
+func (x *exchange) run(k kind) result {
+	x.res.kind = k
+	x.start = time.Now()
+	kinds[k].run(x)
+	x.res.dur = time.Since(x.start)
+	for _, t := range x.targets {
+		x.s.seen.Delete(t)
+	}
+	return x.res
 }
 
 // dial connects to proxyto with the response-head deadline.
@@ -115,7 +148,7 @@ func (x *exchange) answer(c *client, f fault, want int) *harness.WireHead {
 			return nil
 		}
 		want := fmt.Sprintf("%d %s", fi.status, fi.errType)
-		x.unexpected("got "+describe(h)+", want "+want, "head %.300q", h.Raw)
+		x.unexpected("got "+describe(h)+", want "+want, "head %.300q%s", h.Raw, smallBody(c, h))
 		return nil
 	}
 	if code == want {
@@ -125,8 +158,20 @@ func (x *exchange) answer(c *client, f fault, want int) *harness.WireHead {
 		x.expected()
 		return nil
 	}
-	x.unexpected(fmt.Sprintf("got %s, want %d", describe(h), want), "head %.300q", h.Raw)
+	x.unexpected(fmt.Sprintf("got %s, want %d", describe(h), want), "head %.300q%s", h.Raw, smallBody(c, h))
 	return nil
+}
+
+// smallBody returns "; body …" for a short Content-Length body (an error
+// response's one line), "" otherwise.
+func smallBody(c *client, h *harness.WireHead) string {
+	f, n, err := harness.ResponseFraming(h, "GET")
+	if err != nil || f != harness.FrameLength || n > 1024 {
+		return ""
+	}
+	var b strings.Builder
+	harness.CopyBody(c.r, f, n, nil, &b)
+	return fmt.Sprintf("; body %q", b.String())
 }
 
 // payload returns n bytes of the run's random data (a shared read-only

@@ -241,6 +241,7 @@ func (x *exchange) tunnelEarly() {
 // getHead is a GET of pathQuery on the origin, routed with fault f.
 func (x *exchange) getHead(pathQuery string, f fault) string {
 	x.res.target = x.s.originURL(pathQuery)
+	x.targets = append(x.targets, x.res.target)
 	return "GET " + x.res.target + " HTTP/1.1\r\nHost: " + x.s.origin.Addr + "\r\n" + x.s.headerLines(x.res.up, f) + "\r\n"
 }
 
@@ -302,6 +303,7 @@ func (x *exchange) uploadRequest(i int, body []byte, f fault) (method string, re
 	method = []string{"PUT", "POST", "PATCH"}[x.rng.IntN(3)]
 	path := fmt.Sprintf("/up/%d-%d", x.id, i)
 	x.res.target = x.s.originURL(path)
+	x.targets = append(x.targets, x.res.target)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n%s", method, x.res.target, x.s.origin.Addr, x.s.headerLines(x.res.up, f))
 	if x.rng.IntN(3) == 0 {
@@ -435,6 +437,7 @@ func (x *exchange) abortUpload() {
 	}
 	const n = 1 << 20
 	x.res.target = x.s.originURL(fmt.Sprintf("/up/%d", x.id))
+	x.targets = append(x.targets, x.res.target)
 	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n",
 		x.res.target, x.s.origin.Addr, x.s.headerLines(x.res.up, noFault), n)
 	body := x.payload(n)[:x.rng.IntN(n/2)]

@@ -179,6 +179,9 @@ func run() int {
 		fails = append(fails, "LEAK: "+l)
 	}
 	if len(left) > 0 {
+		if nd := newDescriptors(base, final, s.names()); len(nd) > 0 {
+			fmt.Printf("\nproxyto's descriptors that were not there at the baseline (pipes left out):\n  %s\n", strings.Join(nd, "\n  "))
+		}
 		d := goroutineDump(s.proxy)
 		if len(d) > 16<<10 {
 			d = d[:16<<10] + "…"
@@ -241,12 +244,9 @@ func warmUp(s *servers, to timeouts, tl *tally, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1<<32))
 	for k := range numKinds {
 		for u := range numUpstreams {
-			x := &exchange{s: s, to: to, rng: rng, id: uint64(k)*10 + uint64(u)}
-			x.res = result{phase: "warm-up", kind: k, up: u}
-			start := time.Now()
-			kinds[k].run(x)
-			x.res.dur = time.Since(start)
-			tl.addPhase(x.res)
+			x := &exchange{s: s, to: to, rng: rng, id: nextID.Add(1)}
+			x.res = result{phase: "warm-up", up: u}
+			tl.addPhase(x.run(k))
 		}
 	}
 }
@@ -269,7 +269,6 @@ func mixed(s *servers, to timeouts, cfg config, tl *tally) (stuck []string) {
 	for k := range numKinds {
 		weights[k] = kinds[k].weight
 	}
-	var ids atomic.Uint64
 	current := make([]atomic.Pointer[inflight], cfg.clients)
 	var wg sync.WaitGroup
 	for i := range cfg.clients {
@@ -278,9 +277,9 @@ func mixed(s *servers, to timeouts, cfg config, tl *tally) (stuck []string) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(cfg.seed, uint64(i)))
 			for time.Now().Before(end) {
-				x := &exchange{s: s, to: to, rng: rng, id: ids.Add(1)}
+				x := &exchange{s: s, to: to, rng: rng, id: nextID.Add(1)}
 				k := kind(x.pick(weights))
-				x.res = result{kind: k, up: upstream(rng.IntN(int(numUpstreams)))}
+				x.res = result{up: upstream(rng.IntN(int(numUpstreams)))}
 				if fs := kinds[k].faults; len(fs) > 0 && rng.Float64() < cfg.faultRate {
 					for x.res.fault == noFault {
 						if f := fs[rng.IntN(len(fs))]; f.applies(x.res.up) {
@@ -288,12 +287,10 @@ func mixed(s *servers, to timeouts, cfg config, tl *tally) (stuck []string) {
 						}
 					}
 				}
-				start := time.Now()
-				current[i].Store(&inflight{k, x.res.up, x.res.fault, start})
-				kinds[k].run(x)
-				x.res.dur = time.Since(start)
+				current[i].Store(&inflight{k, x.res.up, x.res.fault, time.Now()})
+				res := x.run(k)
 				current[i].Store(nil)
-				tl.add(x.res)
+				tl.add(res)
 			}
 		}()
 	}

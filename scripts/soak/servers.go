@@ -3,6 +3,7 @@ package main
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/proxyto/proxyto/itest/harness"
@@ -94,6 +95,10 @@ type servers struct {
 	socks  *harness.Socks5Server
 	// refused is bound without a listener: every dial to it is refused.
 	refused string
+	// seen maps the absolute-form targets the http and https upstreams
+	// received to when; an exchange removes its own when it ends, so what
+	// stays is what a problem report needs.
+	seen sync.Map // string → time.Time
 }
 
 // startServers starts the origins, the three fault-injecting upstreams and
@@ -103,7 +108,12 @@ func startServers(t *soakTB, to timeouts, logSample string) *servers {
 	s.origin = harness.StartWireOrigin(t)
 	s.origin.StopRecording()
 	s.echo = harness.StartEchoOrigin(t)
-	up := harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass, Faults: true, NoRecord: true}
+	up := harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass, Faults: true, NoRecord: true,
+		OnHead: func(h *harness.WireHead) {
+			if m, target, _ := h.RequestLine(); m != "CONNECT" {
+				s.seen.Store(target, time.Now())
+			}
+		}}
 	s.http = harness.StartWireUpstream(t, up)
 	ca := harness.NewTestCA(t)
 	up.TLS = ca
@@ -115,6 +125,15 @@ func startServers(t *soakTB, to timeouts, logSample string) *servers {
 	flags := append(to.flags(), "--upstream-ca", ca.CAFile, "--access-log-sample", logSample, "--pprof")
 	s.proxy = harness.StartProxyto(t, flags...)
 	return s
+}
+
+// names names the soak's listening addresses, for leak reports.
+func (s *servers) names() map[string]string {
+	return map[string]string{
+		s.proxy.Addr: "proxyto", s.proxy.AdminAddr: "proxyto admin",
+		s.http.Addr: "http upstream", s.https.Addr: "https upstream", s.socks.Addr: "socks5 upstream",
+		s.origin.Addr: "origin", s.echo.Addr: "echo origin",
+	}
 }
 
 // xProxyTo returns the X-Proxy-To value for an exchange through u with

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -107,7 +106,6 @@ func slowOne(addr, head string, to timeouts, stop <-chan struct{}) (res result, 
 // through the http upstream) on n clients until stop, each under phase.
 func probe(s *servers, to timeouts, n int, t *tally, phase string, seed uint64, stop <-chan struct{}) {
 	var wg sync.WaitGroup
-	var ids atomic.Uint64
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -119,18 +117,13 @@ func probe(s *servers, to timeouts, n int, t *tally, phase string, seed uint64, 
 					return
 				default:
 				}
-				x := &exchange{s: s, to: to, rng: rng, id: ids.Add(1), fixed: 1000}
-				x.res = result{phase: phase, kind: kGet, up: upHTTP}
-				start := time.Now()
+				x := &exchange{s: s, to: to, rng: rng, id: nextID.Add(1), fixed: 1000}
+				x.res = result{phase: phase, up: upHTTP}
+				k := kGet
 				if rng.IntN(2) == 0 {
-					x.get()
-				} else {
-					x.res.kind = kTunnelEcho
-					x.fixed = 1024
-					x.tunnelEcho()
+					k, x.fixed = kTunnelEcho, 1024
 				}
-				x.res.dur = time.Since(start)
-				t.addPhase(x.res)
+				t.addPhase(x.run(k))
 			}
 		}()
 	}
