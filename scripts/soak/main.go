@@ -276,6 +276,9 @@ func mixed(s *servers, to timeouts, cfg config, tl *tally) (stuck []string) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(cfg.seed, uint64(i)))
+			// Start over a second, not as one burst of connections and
+			// TLS handshakes.
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(cfg.clients))
 			for time.Now().Before(end) {
 				x := &exchange{s: s, to: to, rng: rng, id: nextID.Add(1)}
 				k := kind(x.pick(weights))

@@ -10,11 +10,13 @@ import (
 )
 
 // timeouts are proxyto's, short so that every hang resolves within a run;
-// every client deadline derives from them. The response header timeout is
-// the longest: proxyto re-arms it while it forwards a request body, but the
-// last megabytes of an upload can still sit in socket buffers, and on a
-// loaded machine the upstream and origin need a while to drain them before
-// they answer.
+// every client deadline derives from them. No fault needs the dial or the
+// response header timeout to be short ("hang" only makes the run longer),
+// so both leave room for a loaded machine: a burst of TLS handshakes with
+// the https upstream can take seconds there, and proxyto re-arms the
+// response header timeout while it forwards a request body, yet the last
+// megabyte of an upload can still sit in socket buffers that a busy
+// upstream and origin take a while to drain.
 type timeouts struct {
 	clientHeader   time.Duration // --client-header-timeout
 	responseHeader time.Duration // --response-header-timeout
@@ -30,7 +32,7 @@ type timeouts struct {
 var defaultTimeouts = timeouts{
 	clientHeader:   2 * time.Second,
 	responseHeader: 5 * time.Second,
-	dial:           2 * time.Second,
+	dial:           5 * time.Second,
 	tunnelIdle:     10 * time.Second,
 	poolIdle:       3 * time.Second,
 	clientIdle:     10 * time.Second,
