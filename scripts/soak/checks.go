@@ -18,20 +18,24 @@ import (
 
 // sample is proxyto's resource use at one moment.
 type sample struct {
-	fds        int             // entries of /proc/PID/fd
-	pipes      int             // of those, pipes (see pipeAllowance)
-	links      map[string]bool // what the descriptors point at ("socket:[123]", …)
-	goroutines int             // go_goroutines
-	idle       int             // of those, idle pool workers (see idleWorkers)
-	clients    int             // proxyto_client_connections
-	tunnels    int             // proxyto_tunnels_active
-	rss        int64           // VmRSS
-	heap       float64         // go_memstats_heap_alloc_bytes (live heap when taken after a GC)
+	fds        int            // entries of /proc/PID/fd
+	sockets    int            // of those, sockets
+	pipes      int            // pipes (see pipeAllowance)
+	links      map[string]int // what they point at ("socket:[123]", "anon_inode:[eventfd]", …), counted
+	goroutines int            // go_goroutines
+	idle       int            // of those, idle pool workers (see idleWorkers)
+	clients    int            // proxyto_client_connections
+	tunnels    int            // proxyto_tunnels_active
+	rss        int64          // VmRSS
+	heap       float64        // go_memstats_heap_alloc_bytes (live heap when taken after a GC)
 }
 
+// other is the descriptors that are neither sockets nor pipes.
+func (s sample) other() int { return s.fds - s.sockets - s.pipes }
+
 func (s sample) String() string {
-	return fmt.Sprintf("fds %d (%d pipes), goroutines %d (%d idle pool workers), client connections %d, tunnels %d, RSS %s, live heap %s",
-		s.fds, s.pipes, s.goroutines, s.idle, s.clients, s.tunnels, mib(s.rss), mib(int64(s.heap)))
+	return fmt.Sprintf("fds %d (%d sockets, %d pipes), goroutines %d (%d idle pool workers), client connections %d, tunnels %d, RSS %s, live heap %s",
+		s.fds, s.sockets, s.pipes, s.goroutines, s.idle, s.clients, s.tunnels, mib(s.rss), mib(int64(s.heap)))
 }
 
 // busy is the goroutine count the leak check compares: without the idle
@@ -128,33 +132,36 @@ func takeSample(p *harness.Proxyto) (sample, error) {
 	s.tunnels = int(m["proxyto_tunnels_active"])
 	s.heap = m["go_memstats_heap_alloc_bytes"]
 	s.idle = idleWorkers(goroutineDump(p))
-	if s.fds, s.pipes, s.links, err = countFDs(p.PID); err != nil {
+	if s.links, err = fdLinks(p.PID); err != nil {
 		return s, err
+	}
+	for l, n := range s.links {
+		s.fds += n
+		switch {
+		case strings.HasPrefix(l, "socket:"):
+			s.sockets += n
+		case strings.HasPrefix(l, "pipe:"):
+			s.pipes += n
+		}
 	}
 	s.rss, err = p.RSS()
 	return s, err
 }
 
-// countFDs returns how many descriptors process pid holds, how many of
-// them are pipes, and what they point at.
-func countFDs(pid int) (fds, pipes int, links map[string]bool, err error) {
+// fdLinks returns what the descriptors of process pid point at, counted.
+func fdLinks(pid int) (map[string]int, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, 0, nil, err
+		return nil, err
 	}
-	links = map[string]bool{}
+	links := map[string]int{}
 	for _, e := range ents {
-		l, err := os.Readlink(dir + "/" + e.Name())
-		if err != nil {
-			continue // closed meanwhile
-		}
-		links[l] = true
-		if strings.HasPrefix(l, "pipe:") {
-			pipes++
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil { // else closed meanwhile
+			links[l]++
 		}
 	}
-	return len(ents), pipes, links, nil
+	return links, nil
 }
 
 // newDescriptors describes what now holds and base did not: TCP sockets by
@@ -163,8 +170,9 @@ func countFDs(pid int) (fds, pipes int, links map[string]bool, err error) {
 func newDescriptors(base, now sample, names map[string]string) []string {
 	tcp := tcpSockets()
 	var out []string
-	for l := range now.links {
-		if base.links[l] || strings.HasPrefix(l, "pipe:") {
+	for l, n := range now.links {
+		extra := n - base.links[l]
+		if extra <= 0 || strings.HasPrefix(l, "pipe:") {
 			continue
 		}
 		inode := strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")
@@ -172,7 +180,7 @@ func newDescriptors(base, now sample, names map[string]string) []string {
 			out = append(out, fmt.Sprintf("tcp %s (%s) → %s (%s) %s", t.local, names[t.local], t.remote, names[t.remote], t.state))
 			continue
 		}
-		out = append(out, l)
+		out = append(out, fmt.Sprintf("%s ×%d", l, extra))
 	}
 	sort.Strings(out)
 	return out
@@ -217,11 +225,11 @@ func hexAddr(s string) string {
 // Leak allowances over the baseline, after the load has ended and proxyto
 // had time to close what it should.
 const (
-	// Descriptors other than pipes: none. Client connections are gone,
-	// tunnels are gone, and pooled upstream connections expire after
-	// --pool-idle-timeout, which settle waits out, so every socket opened
-	// under load must be closed again.
-	fdAllowance = 0
+	// Sockets: none. Client connections are gone, tunnels are gone, and
+	// pooled upstream connections expire after --pool-idle-timeout, which
+	// settle waits out, so every socket opened under load must be closed
+	// again.
+	socketAllowance = 0
 	// Goroutines, idle dial workers not counted: proxyto runs no goroutine
 	// per connection (gnet event loops); an https upstream connection has
 	// two (its TLS bridge), and they must be gone with the connection. A
@@ -234,42 +242,39 @@ const (
 	heapAllowance = 16 << 20
 )
 
-// pipeAllowance bounds the pipes proxyto may keep after the load: an event
-// loop that relays with splice(2) keeps a pool of idle pipes for reuse (up
-// to 64 pipes, 128 descriptors, a loop), and there is a loop per CPU by
-// default.
-var pipeAllowance = 128 * runtime.NumCPU()
+// Allowances that scale with proxyto's event loops, one per CPU by default.
+var (
+	// pipeAllowance: a loop that relays with splice(2) keeps a pool of idle
+	// pipes for reuse (up to 64 pipes, 128 descriptors).
+	pipeAllowance = 128 * runtime.NumCPU()
+	// otherAllowance: descriptors neither sockets nor pipes (epoll,
+	// eventfd, timerfd) that a loop's helpers may create on first use,
+	// once, after the baseline was taken.
+	otherAllowance = 4 * runtime.NumCPU()
+)
 
 // settle waits up to limit for proxyto to return to base: no client
-// connection or tunnel, descriptors and goroutines down to the baseline
-// plus their allowances, and the live heap (after a GC) within its
-// allowance. It returns the last sample and what stayed above.
-func settle(p *harness.Proxyto, base sample, limit time.Duration) (sample, []string) {
+// connection or tunnel, and nothing above the baseline (see above). With
+// base nil it waits for the gauges only, to take the baseline. It returns
+// the last sample and what stayed above.
+func settle(p *harness.Proxyto, base *sample, limit time.Duration) (sample, []string) {
 	deadline := time.Now().Add(limit)
 	for {
 		var left []string
 		_ = collectGarbage(p)
 		s, err := takeSample(p)
-		if err != nil {
+		switch {
+		case err != nil:
 			left = append(left, "sampling proxyto: "+err.Error())
-		} else {
+		default:
 			if s.clients != 0 {
 				left = append(left, fmt.Sprintf("proxyto_client_connections %d, want 0", s.clients))
 			}
 			if s.tunnels != 0 {
 				left = append(left, fmt.Sprintf("proxyto_tunnels_active %d, want 0", s.tunnels))
 			}
-			if other, baseOther := s.fds-s.pipes, base.fds-base.pipes; other > baseOther+fdAllowance {
-				left = append(left, fmt.Sprintf("descriptors other than pipes %d, baseline %d (+%d allowed)", other, baseOther, fdAllowance))
-			}
-			if s.pipes > base.pipes+pipeAllowance {
-				left = append(left, fmt.Sprintf("pipes %d, baseline %d (+%d allowed)", s.pipes, base.pipes, pipeAllowance))
-			}
-			if s.busy() > base.busy()+goroutineAllowance {
-				left = append(left, fmt.Sprintf("goroutines %d (idle pool workers not counted), baseline %d (+%d allowed)", s.busy(), base.busy(), goroutineAllowance))
-			}
-			if s.heap > base.heap+heapAllowance {
-				left = append(left, fmt.Sprintf("live heap %s, baseline %s (+%s allowed)", mib(int64(s.heap)), mib(int64(base.heap)), mib(heapAllowance)))
+			if base != nil {
+				left = append(left, s.above(*base)...)
 			}
 		}
 		if len(left) == 0 || time.Now().After(deadline) {
@@ -277,12 +282,30 @@ func settle(p *harness.Proxyto, base sample, limit time.Duration) (sample, []str
 		}
 		if verbose {
 			fmt.Printf("soak: settling: %s\n", strings.Join(left, "; "))
-			if os.Getenv("SOAK_DUMP") != "" {
-				fmt.Println(goroutineDump(p))
-			}
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// above lists what s holds beyond base plus the allowances.
+func (s sample) above(base sample) []string {
+	var left []string
+	if s.sockets > base.sockets+socketAllowance {
+		left = append(left, fmt.Sprintf("sockets %d, baseline %d (+%d allowed)", s.sockets, base.sockets, socketAllowance))
+	}
+	if s.other() > base.other()+otherAllowance {
+		left = append(left, fmt.Sprintf("descriptors neither sockets nor pipes %d, baseline %d (+%d allowed)", s.other(), base.other(), otherAllowance))
+	}
+	if s.pipes > base.pipes+pipeAllowance {
+		left = append(left, fmt.Sprintf("pipes %d, baseline %d (+%d allowed)", s.pipes, base.pipes, pipeAllowance))
+	}
+	if s.busy() > base.busy()+goroutineAllowance {
+		left = append(left, fmt.Sprintf("goroutines %d (idle pool workers not counted), baseline %d (+%d allowed)", s.busy(), base.busy(), goroutineAllowance))
+	}
+	if s.heap > base.heap+heapAllowance {
+		left = append(left, fmt.Sprintf("live heap %s, baseline %s (+%s allowed)", mib(int64(s.heap)), mib(int64(base.heap)), mib(heapAllowance)))
+	}
+	return left
 }
 
 // rssWatch samples proxyto's RSS while the load runs and keeps the peak.

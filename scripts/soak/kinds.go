@@ -56,6 +56,16 @@ func init() {
 
 func (k kind) String() string { return kinds[k].name }
 
+// kindNamed returns the kind called name.
+func kindNamed(name string) (kind, bool) {
+	for k := range numKinds {
+		if kinds[k].name == name {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
 // Body sizes. GETs use a fixed set so the pattern's checksums are computed
 // once; a cut fault needs a body well past harness.CutAfter.
 var (
@@ -301,12 +311,14 @@ func (x *exchange) judgeBody(pc *patternCheck, got, n int64, err error) {
 // and the summary the origin answers.
 func (x *exchange) uploadRequest(i int, body []byte, f fault) (method string, req []byte, want string) {
 	method = []string{"PUT", "POST", "PATCH"}[x.rng.IntN(3)]
-	path := fmt.Sprintf("/up/%d-%d", x.id, i)
+	chunked := x.rng.IntN(3) == 0
+	// The path names the body's length and framing, for problem reports.
+	path := fmt.Sprintf("/up/%d-%d?len=%d&chunked=%t", x.id, i, len(body), chunked)
 	x.res.target = x.s.originURL(path)
 	x.targets = append(x.targets, x.res.target)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n%s", method, x.res.target, x.s.origin.Addr, x.s.headerLines(x.res.up, f))
-	if x.rng.IntN(3) == 0 {
+	if chunked {
 		b.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		for off := 0; off < len(body); {
 			k := min(len(body)-off, 1+x.rng.IntN(64<<10))
