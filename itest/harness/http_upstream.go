@@ -78,6 +78,10 @@ type WireUpstreamOptions struct {
 	// when a request reached the upstream without keeping every head. It
 	// runs on the connection's goroutine, so it must be quick.
 	OnHead func(*WireHead)
+	// OnBody, when set, is called when the body of a forwarded request
+	// (head h) has been read through (err nil) or broke off, with the
+	// payload bytes read. It runs on a connection's goroutine.
+	OnBody func(h *WireHead, payload int64, err error)
 }
 
 // WireUpstream is a raw-TCP HTTP/1.1 forward proxy for the plain-HTTP tests.
@@ -351,7 +355,10 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 	}
 	bodyDone := make(chan error, 1)
 	go func() {
-		_, _, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		_, n, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		if u.opt.OnBody != nil {
+			u.opt.OnBody(h, n, err)
+		}
 		if err != nil {
 			// The client went away mid-body: so does the origin
 			// exchange, rather than wait for the rest of the body.

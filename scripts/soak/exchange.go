@@ -71,8 +71,19 @@ func (x *exchange) ok()       { x.res.out = outOK }
 func (x *exchange) expected() { x.res.out = outExpected }
 
 func (x *exchange) unexpected(reason, format string, args ...any) {
-	x.res.out, x.res.reason, x.res.detail = outUnexpected, reason, fmt.Sprintf(format, args...)+x.upstreamSaw()
+	saw := x.upstreamSaw()
+	if strings.Contains(saw, bodyBrokeOff) {
+		reason += bodyStalled
+	}
+	x.res.out, x.res.reason, x.res.detail = outUnexpected, reason, fmt.Sprintf(format, args...)+saw
 }
+
+// bodyBrokeOff is how servers.sawBody words a body an upstream did not
+// get whole; bodyStalled marks the reason of such a problem.
+const (
+	bodyBrokeOff = ", then "
+	bodyStalled  = " (the upstream got part of the body only)"
+)
 
 // ioFailed records a failed read or write during step: a hang when it hit
 // the deadline, unexpected otherwise.
@@ -90,10 +101,21 @@ func (x *exchange) upstreamSaw() string {
 	if x.res.up == upSOCKS5 || !strings.HasPrefix(x.res.target, "http://") {
 		return ""
 	}
-	if v, ok := x.s.seen.Load(x.res.target); ok {
-		return fmt.Sprintf("; the upstream got the request head %v into the exchange", v.(time.Time).Sub(x.start).Round(time.Millisecond))
+	at, body := x.s.heads(x.res.target)
+	if len(at) == 0 {
+		return "; the upstream never got the request head"
 	}
-	return "; the upstream never got the request head"
+	if body != "" {
+		body = "; of its body it read " + body
+	}
+	ms := make([]string, len(at))
+	for i, t := range at {
+		ms[i] = t.Sub(x.start).Round(time.Millisecond).String()
+	}
+	if len(at) == 1 {
+		return "; the upstream got the request head " + ms[0] + " into the exchange" + body
+	}
+	return fmt.Sprintf("; the upstream got the request head %d times (%s into the exchange)%s", len(at), strings.Join(ms, ", "), body)
 }
 
 // nextID numbers the exchanges of a run; ids go into request targets, so
@@ -106,9 +128,7 @@ func (x *exchange) run(k kind) result {
 	x.start = time.Now()
 	kinds[k].run(x)
 	x.res.dur = time.Since(x.start)
-	for _, t := range x.targets {
-		x.s.seen.Delete(t)
-	}
+	x.s.forget(x.targets)
 	return x.res
 }
 

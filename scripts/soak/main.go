@@ -177,8 +177,12 @@ func run() int {
 		slowPeak, time.Since(settleStart).Round(time.Millisecond), final, mib(peak))
 
 	tl.print(os.Stdout, func(client, target string) []string { return accessLines(s, client, target) })
-	stale, early := tl.defects()
-	fmt.Printf("\nknown defect signatures: stale pooled connection (a request with a body answered 502 connection_terminated through an http/https upstream, its fault wanting otherwise): %d; CONNECT with early data and FIN closed without an answer: %d\n", stale, early)
+	stale, early, stall := tl.defects()
+	fmt.Printf("\nknown defect signatures:\n"+
+		"  stale pooled connection (a request with a body answered 502 connection_terminated through an http/https upstream, its own fault wanting otherwise): %d\n"+
+		"  CONNECT with early data and FIN closed without an answer: %d\n"+
+		"  request body stalled on its way to the upstream (the upstream got part of it, proxyto all of it; 504 after --response-header-timeout): %d\n",
+		stale, early, stall)
 
 	var fails []string
 	unexpected, hangs := tl.counts()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,23 +99,68 @@ type servers struct {
 	// refused is bound without a listener: every dial to it is refused.
 	refused string
 	// seen maps the absolute-form targets the http and https upstreams
-	// received to when; an exchange removes its own when it ends, so what
-	// stays is what a problem report needs.
-	seen sync.Map // string → time.Time
+	// received to when (each time: a request sent again shows twice); an
+	// exchange removes its own when it ends, so what stays is what a
+	// problem report needs.
+	seenMu sync.Mutex
+	seen   map[string][]time.Time
+	bodies map[string]string // target → how its body went, as the upstream read it
+}
+
+// sawHead records that an upstream received a request for target.
+func (s *servers) sawHead(target string) {
+	s.seenMu.Lock()
+	s.seen[target] = append(s.seen[target], time.Now())
+	s.seenMu.Unlock()
+}
+
+// sawBody records how an upstream read the body of a request for target.
+func (s *servers) sawBody(target string, n int64, err error) {
+	what := fmt.Sprintf("all %d bytes", n)
+	if err != nil {
+		what = fmt.Sprintf("%d bytes"+bodyBrokeOff+"%v", n, err)
+	}
+	s.seenMu.Lock()
+	if _, ok := s.seen[target]; ok { // not forgotten yet
+		s.bodies[target] = what
+	}
+	s.seenMu.Unlock()
+}
+
+// heads returns when the upstreams received requests for target, and how
+// the last one's body went ("" if not read to its end yet).
+func (s *servers) heads(target string) ([]time.Time, string) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	return s.seen[target], s.bodies[target]
+}
+
+// forget drops what sawHead recorded for targets.
+func (s *servers) forget(targets []string) {
+	s.seenMu.Lock()
+	for _, t := range targets {
+		delete(s.seen, t)
+		delete(s.bodies, t)
+	}
+	s.seenMu.Unlock()
 }
 
 // startServers starts the origins, the three fault-injecting upstreams and
 // proxyto (PROXYTO_BIN, or built from ./cmd/proxyto).
 func startServers(t *soakTB, to timeouts, logSample string) *servers {
-	s := &servers{}
+	s := &servers{seen: map[string][]time.Time{}, bodies: map[string]string{}}
 	s.origin = harness.StartWireOrigin(t)
 	s.origin.StopRecording()
 	s.echo = harness.StartEchoOrigin(t)
 	up := harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass, Faults: true, NoRecord: true,
 		OnHead: func(h *harness.WireHead) {
 			if m, target, _ := h.RequestLine(); m != "CONNECT" {
-				s.seen.Store(target, time.Now())
+				s.sawHead(target)
 			}
+		},
+		OnBody: func(h *harness.WireHead, n int64, err error) {
+			_, target, _ := h.RequestLine()
+			s.sawBody(target, n, err)
 		}}
 	s.http = harness.StartWireUpstream(t, up)
 	ca := harness.NewTestCA(t)

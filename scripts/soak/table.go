@@ -251,9 +251,9 @@ func counts(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// defects counts the problems that carry the signatures of the two known
-// proxyto defects.
-func (t *tally) defects() (stalePool, earlyFIN int) {
+// defects counts the problems that carry the signatures of known proxyto
+// defects.
+func (t *tally) defects() (stalePool, earlyFIN, bodyStall int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, p := range t.problems {
@@ -263,8 +263,11 @@ func (t *tally) defects() (stalePool, earlyFIN int) {
 		if k.phase == "" && k.kind == kTunnelEarly && k.reason == "closed without an answer" {
 			earlyFIN += p.n
 		}
+		if strings.HasSuffix(k.reason, bodyStalled) {
+			bodyStall += p.n
+		}
 	}
-	return stalePool, earlyFIN
+	return stalePool, earlyFIN, bodyStall
 }
 
 // isStalePool: a request with a body through an http or https upstream
