@@ -110,6 +110,20 @@ func finConn(c, raw net.Conn) {
 	}
 }
 
+// lingerTime bounds lingerClose's wait.
+const lingerTime = 2 * time.Second
+
+// lingerClose follows an answer that ends the connection: it sends FIN,
+// then reads what the peer still sends (a request body, a pipelined SOCKS5
+// request) until the peer closes or lingerTime passes. Closing with unread
+// bytes would send a reset, which may destroy the answer in flight; a server
+// that means to be understood lingers (net/http does the same).
+func lingerClose(c, raw net.Conn, r io.Reader) {
+	finConn(c, raw)
+	raw.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, r)
+}
+
 // garbage answers with GarbageAnswer, then reads until the peer closes: the
 // garbage is the only thing the peer has to react to.
 func garbage(c net.Conn, r io.Reader) {

@@ -157,6 +157,7 @@ func (s *Socks5Server) handle(c net.Conn) {
 		if !r.Authed {
 			c.Write([]byte{1, 1})
 			s.record(r)
+			lingerClose(c, c, br)
 			return
 		}
 		if mode == WireReset {

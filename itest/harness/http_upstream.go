@@ -253,9 +253,11 @@ func (u *WireUpstream) handle(c, raw net.Conn, n int) {
 			return
 		case Wire407:
 			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			lingerClose(c, raw, br)
 			return
 		case Wire403:
 			wireStatus(c, 403, "Forbidden", "", "forbidden by upstream")
+			lingerClose(c, raw, br)
 			return
 		case WireHalfBodyReset:
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n%s",
@@ -268,6 +270,7 @@ func (u *WireUpstream) handle(c, raw net.Conn, n int) {
 		}
 		if u.opt.Auth && h.Get("Proxy-Authorization") != BasicAuth(u.opt.User, u.opt.Pass) {
 			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			lingerClose(c, raw, br)
 			return
 		}
 		method, target, proto := h.RequestLine()
