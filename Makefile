@@ -7,6 +7,8 @@ ADMIN    ?= 127.0.0.1:9090
 # go test -timeout for `make test`: the integration tests move ~1 GiB through
 # slow sinks on purpose, and a loaded 2-core machine is slow.
 TEST_TIMEOUT ?= 30m
+# How long `make soak` runs its mixed client population (`make test` runs 20s).
+DURATION ?= 20s
 # Per-target fuzzing time: short in `make test`, longer in `make fuzz`.
 FUZZTIME ?= 5s
 FUZZTIME_LONG ?= 2m
@@ -18,13 +20,14 @@ export PATH := $(PATH):/usr/local/go/bin
 N ?= 2000
 SCALE_FLAGS ?=
 
-.PHONY: help build run test vet unit itest fuzz bench clean promlint image-test chart-test k8s-manifests nginx-test vegeta bench-vegeta scale-test
+.PHONY: help build run test vet unit itest fuzz bench clean promlint image-test chart-test k8s-manifests nginx-test vegeta bench-vegeta scale-test soak
 
 help:
 	@echo "make build   build bin/proxyto (VERSION=$(VERSION))"
 	@echo "make run     run the gateway: clients on $(LISTEN), admin on $(ADMIN)"
-	@echo "make test    install test dependencies, vet, race tests (unit + integration), short fuzzing"
+	@echo "make test    install test dependencies, vet, race tests (unit + integration), a 20s soak, short fuzzing"
 	@echo "make itest   only the integration tests (go test ./itest/...)"
+	@echo "make soak    fault-injection soak against the real binary for DURATION=$(DURATION) (docs/soak.md)"
 	@echo "make fuzz    fuzz every Fuzz target for FUZZTIME_LONG=$(FUZZTIME_LONG)"
 	@echo "make bench   build, then run ../shared/bench against bin/proxyto"
 	@echo "make image-test / chart-test / nginx-test   deployment artefacts, built and run (part of make test)"
@@ -42,6 +45,7 @@ test:
 	./scripts/install-test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) soak DURATION=20s
 	$(MAKE) promlint
 	$(MAKE) scale-test N=2000 SCALE_FLAGS="-hold 2s"
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-short.sh
@@ -94,6 +98,11 @@ unit:
 
 itest:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./itest/...
+
+# Fault-injecting upstreams, slowloris, leak and RSS checks; exits non-zero on
+# any lost exchange, hang or leak. SOAK_FLAGS passes more (go run ./scripts/soak -h).
+soak:
+	$(GO) run ./scripts/soak -duration $(DURATION) $(SOAK_FLAGS)
 
 fuzz:
 	FUZZTIME=$(FUZZTIME_LONG) ./scripts/fuzz-short.sh

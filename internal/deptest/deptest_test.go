@@ -46,6 +46,10 @@ var (
 		"the engine calls this package on its loops (route selection, health, name cache); importing the engine back would be a cycle"}
 	noUpstream = ban{module + "/upstream",
 		"upstream's dialer is a user of this package (health reports, cached names), not a dependency of it"}
+	noTestServers = ban{module + "/itest/",
+		"the test servers (itest/harness) exist for tests and the soak; the shipped binary must not carry them, nor the testing package they import"}
+	noScripts = ban{module + "/scripts/",
+		"scripts/ holds programs that test or measure proxyto (the soak); nothing shipped imports them"}
 )
 
 // rules lists, per package, what it must not depend on, directly or
@@ -69,6 +73,7 @@ var rules = map[string][]ban{
 	"tlsfront": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	// Compression runs on event loops, over bytes the engine owns.
 	"compression": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
+	"cmd/proxyto": {noTestServers, noScripts},
 }
 
 // gnetInternals are gnet's packages below its API; only internal/gnetx,
@@ -230,6 +235,9 @@ func TestBanMatching(t *testing.T) {
 		{noObservability, module + "/observability", true},
 		{noObservability, module + "/observabilityx", false},
 		{noGnet, "github.com/panjf2000/gnet/v2", true},
+		{noTestServers, module + "/itest/harness", true},
+		{noScripts, module + "/scripts/soak", true},
+		{noScripts, module + "/scriptsx", false},
 	} {
 		if got := c.b.matches(c.pkg); got != c.want {
 			t.Errorf("%q matches %q = %v, want %v", c.b.path, c.pkg, got, c.want)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -17,7 +16,7 @@ import (
 type Client struct {
 	Conn *net.TCPConn
 	R    *bufio.Reader
-	t    testing.TB
+	t    TB
 }
 
 // DefaultDeadline bounds every Client connection unless SetDeadline says
@@ -26,7 +25,7 @@ const DefaultDeadline = 2 * time.Minute
 
 // Dial connects to addr with a DefaultDeadline on the connection; it is closed
 // in t.Cleanup.
-func Dial(t testing.TB, addr string) *Client {
+func Dial(t TB, addr string) *Client {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -108,7 +107,7 @@ func (c *Client) MustResponse(method string) *http.Response {
 }
 
 // ReadBody reads and returns the whole body of a non-tunnel response.
-func ReadBody(t testing.TB, resp *http.Response) string {
+func ReadBody(t TB, resp *http.Response) string {
 	t.Helper()
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -138,7 +137,7 @@ func ConnectHead(target, xProxyTo string, lines ...string) string {
 // Tunnel dials proxyAddr, sends a CONNECT to target with X-Proxy-To xProxyTo,
 // and fails the test unless the answer is 200. It returns the client, ready
 // to use as a tunnel, and the response.
-func Tunnel(t testing.TB, proxyAddr, target, xProxyTo string, lines ...string) (*Client, *http.Response) {
+func Tunnel(t TB, proxyAddr, target, xProxyTo string, lines ...string) (*Client, *http.Response) {
 	t.Helper()
 	c := Dial(t, proxyAddr)
 	c.WriteString(ConnectHead(target, xProxyTo, lines...))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -19,7 +18,7 @@ type CurlResult struct {
 
 // Curl runs /usr/bin/curl with args (and --max-time 60) under a 90 s bound.
 // It fails the test only if curl cannot be run at all.
-func Curl(t testing.TB, args ...string) CurlResult {
+func Curl(t TB, args ...string) CurlResult {
 	t.Helper()
 	bin := needBinary(t, "/usr/bin/curl", "curl")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

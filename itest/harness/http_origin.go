@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -51,6 +50,7 @@ type WireOrigin struct {
 	mu       sync.Mutex
 	handlers map[string]OriginHandler
 	reqs     []OriginRequest
+	noRecord atomic.Bool
 	set      connSet
 	changed  chan struct{}
 }
@@ -93,7 +93,7 @@ type OriginExchange struct {
 type OriginHandler func(x *OriginExchange) (keepAlive bool)
 
 // StartWireOrigin starts a WireOrigin, closed in t.Cleanup.
-func StartWireOrigin(t testing.TB) *WireOrigin {
+func StartWireOrigin(t TB) *WireOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -136,6 +136,10 @@ func (o *WireOrigin) Handle(path string, h OriginHandler) {
 	o.handlers[path] = h
 	o.mu.Unlock()
 }
+
+// StopRecording makes the origin keep no more requests (Requests and
+// WaitRequests see only those before), so memory stays flat over a long run.
+func (o *WireOrigin) StopRecording() { o.noRecord.Store(true) }
 
 // URL returns "http://127.0.0.1:P" + pathQuery.
 func (o *WireOrigin) URL(pathQuery string) string { return "http://" + o.Addr + pathQuery }
@@ -207,11 +211,13 @@ func (o *WireOrigin) handle(c net.Conn, n int) {
 		if !x.bodyDone {
 			x.ReadBody()
 		}
-		o.mu.Lock()
-		o.reqs = append(o.reqs, x.rec)
-		close(o.changed)
-		o.changed = make(chan struct{})
-		o.mu.Unlock()
+		if !o.noRecord.Load() {
+			o.mu.Lock()
+			o.reqs = append(o.reqs, x.rec)
+			close(o.changed)
+			o.changed = make(chan struct{})
+			o.mu.Unlock()
+		}
 		if !keep || x.rec.BodyErr != nil || h.WantsClose() {
 			return
 		}

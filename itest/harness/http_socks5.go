@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -45,6 +44,8 @@ type Socks5Server struct {
 
 	user, pass string
 	auth       bool
+	faults     bool
+	noRecord   bool
 	ln         net.Listener
 	conns      atomic.Int64
 	mu         sync.Mutex
@@ -52,15 +53,34 @@ type Socks5Server struct {
 	set        connSet
 }
 
+// Socks5Option configures StartSocks5.
+type Socks5Option func(*Socks5Server)
+
+// Socks5Faults lets each connection pick a fault with its username
+// (FaultUser; auth must be on). After the credentials: WireReset resets,
+// Wire407 rejects them, WireHang and WireCloseBeforeAnswer read the request
+// and then hang or close, WireGarbage answers it with GarbageAnswer,
+// WireSlowHead writes each reply byte by byte, WireCutReset and WireCutClose
+// cut the relay after CutAfter bytes from the target. Other modes, and
+// unknown names, get reply 1 (general failure).
+func Socks5Faults() Socks5Option { return func(s *Socks5Server) { s.faults = true } }
+
+// Socks5NoRecord keeps no requests (Requests returns none), so memory stays
+// flat over a long run.
+func Socks5NoRecord() Socks5Option { return func(s *Socks5Server) { s.noRecord = true } }
+
 // StartSocks5 starts a Socks5Server; with auth it requires method 0x02 and
 // the credentials user:pass. It is closed in t.Cleanup.
-func StartSocks5(t testing.TB, auth bool, user, pass string) *Socks5Server {
+func StartSocks5(t TB, auth bool, user, pass string, opts ...Socks5Option) *Socks5Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("harness: socks5 listen: %v", err)
 	}
 	s := &Socks5Server{Addr: ln.Addr().String(), user: user, pass: pass, auth: auth, ln: ln}
+	for _, o := range opts {
+		o(s)
+	}
 	s.set.serve(ln, func(c net.Conn) {
 		s.conns.Add(1)
 		c.SetDeadline(time.Now().Add(10 * time.Minute))
@@ -85,6 +105,9 @@ func (s *Socks5Server) Requests() []Socks5Request {
 func (s *Socks5Server) Close() { s.set.close(s.ln) }
 
 func (s *Socks5Server) record(r Socks5Request) {
+	if s.noRecord {
+		return
+	}
 	s.mu.Lock()
 	s.reqs = append(s.reqs, r)
 	s.mu.Unlock()
@@ -118,6 +141,7 @@ func (s *Socks5Server) handle(c net.Conn) {
 	if _, err := c.Write([]byte{5, want}); err != nil {
 		return
 	}
+	mode := WireForward
 	if s.auth {
 		// RFC 1929: VER ULEN UNAME PLEN PASSWD.
 		user, pass, err := readSocksUserPass(br)
@@ -125,14 +149,27 @@ func (s *Socks5Server) handle(c net.Conn) {
 			return
 		}
 		r.User, r.Pass = user, pass
-		r.Authed = user == s.user && pass == s.pass
+		known := true
+		if s.faults {
+			user, mode, known = splitFaultUser(user)
+		}
+		r.Authed = user == s.user && pass == s.pass && mode != Wire407
 		if !r.Authed {
 			c.Write([]byte{1, 1})
 			s.record(r)
+			lingerClose(c, c, br)
 			return
 		}
-		if _, err := c.Write([]byte{1, 0}); err != nil {
+		if mode == WireReset {
+			s.record(r)
+			resetConn(c)
 			return
+		}
+		if err := writeHead(c, []byte{1, 0}, mode); err != nil {
+			return
+		}
+		if !known || !socksFault[mode] {
+			mode = socksFailure
 		}
 	} else {
 		r.Authed = true
@@ -179,6 +216,19 @@ func (s *Socks5Server) handle(c net.Conn) {
 	}
 	r.Port = int(binary.BigEndian.Uint16(port[:]))
 	s.record(r)
+	switch mode {
+	case socksFailure:
+		c.Write([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0}) // general failure
+		return
+	case WireHang:
+		_, _ = io.Copy(io.Discard, br)
+		return
+	case WireCloseBeforeAnswer:
+		return
+	case WireGarbage:
+		garbage(c, br)
+		return
+	}
 	if r.Cmd != 1 {
 		c.Write([]byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0}) // command not supported
 		return
@@ -202,10 +252,20 @@ func (s *Socks5Server) handle(c net.Conn) {
 		rep = append(rep, 0, 0, 0, 0)
 	}
 	rep = binary.BigEndian.AppendUint16(rep, uint16(la.Port))
-	if _, err := c.Write(rep); err != nil {
+	if err := writeHead(c, rep, mode); err != nil {
 		return
 	}
-	wireRelay(c, br, t, t)
+	wireRelay(cutter(c, c, mode), br, t, t)
+}
+
+// socksFailure is no WireMode: it answers the request with reply 1 (general
+// failure), for modes a Socks5Server does not inject.
+const socksFailure WireMode = -1
+
+// socksFault are the modes a Socks5Server with faults injects.
+var socksFault = map[WireMode]bool{
+	WireForward: true, WireReset: true, Wire407: true, WireHang: true, WireCloseBeforeAnswer: true,
+	WireGarbage: true, WireSlowHead: true, WireCutReset: true, WireCutClose: true,
 }
 
 func readSocksUserPass(br *bufio.Reader) (string, string, error) {

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -29,7 +28,7 @@ type TestCA struct {
 }
 
 // NewTestCA makes a CA and a server certificate valid for an hour.
-func NewTestCA(t testing.TB) *TestCA {
+func NewTestCA(t TB) *TestCA {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -33,6 +32,23 @@ const (
 	// WireHalfBodyReset answers 200 with Content-Length: HalfBodyLength,
 	// sends half of that many bytes ('x') and resets the connection.
 	WireHalfBodyReset
+	// WireGarbage answers GarbageAnswer (neither HTTP nor SOCKS5) and waits
+	// for the peer to close.
+	WireGarbage
+	// WireSlowHead serves normally but writes response heads (and a SOCKS5
+	// server its replies) one byte per SlowHeadPause.
+	WireSlowHead
+	// WireCutReset serves normally but resets the connection after CutAfter
+	// bytes of response body (of a tunnel: of bytes from the target).
+	WireCutReset
+	// WireCutClose is WireCutReset with a clean close (FIN) instead of the
+	// reset.
+	WireCutClose
+	// WireTinyproxy serves the request (its response keeps whatever
+	// keep-alive framing the origin gave it, no Connection: close added),
+	// then, like tinyproxy, serves nothing more on the connection: it closes
+	// it 0..TinyproxyMaxDelay later, dropping any request sent meanwhile.
+	WireTinyproxy
 )
 
 // HalfBodyLength is the Content-Length WireHalfBodyReset announces; it sends
@@ -51,6 +67,21 @@ type WireUpstreamOptions struct {
 	TLS *TestCA
 	// Mode is the initial WireMode.
 	Mode WireMode
+	// Faults lets each request pick its own WireMode by name in a
+	// FaultHeader field (an unknown name is answered 400).
+	Faults bool
+	// NoRecord keeps no request heads (Heads and WaitHeads see none), so
+	// memory stays flat over a long run.
+	NoRecord bool
+	// OnHead, when set, is called with each request head as it arrives,
+	// before any fault or forwarding: for a caller that wants to know
+	// when a request reached the upstream without keeping every head. It
+	// runs on the connection's goroutine, so it must be quick.
+	OnHead func(*WireHead)
+	// OnBody, when set, is called when the body of a forwarded request
+	// (head h) has been read through (err nil) or broke off, with the
+	// payload bytes read. It runs on a connection's goroutine.
+	OnBody func(h *WireHead, payload int64, err error)
 }
 
 // WireUpstream is a raw-TCP HTTP/1.1 forward proxy for the plain-HTTP tests.
@@ -86,7 +117,7 @@ type UpstreamHead struct {
 }
 
 // StartWireUpstream starts a WireUpstream on 127.0.0.1, closed in t.Cleanup.
-func StartWireUpstream(t testing.TB, opt WireUpstreamOptions) *WireUpstream {
+func StartWireUpstream(t TB, opt WireUpstreamOptions) *WireUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,6 +194,12 @@ func (u *WireUpstream) DropConns() { u.set.dropAll() }
 func (u *WireUpstream) Close() { u.set.close(u.ln) }
 
 func (u *WireUpstream) record(n int, h *WireHead) {
+	if u.opt.OnHead != nil {
+		u.opt.OnHead(h)
+	}
+	if u.opt.NoRecord {
+		return
+	}
 	u.mu.Lock()
 	u.heads = append(u.heads, UpstreamHead{Conn: n, Head: h})
 	close(u.changed)
@@ -196,49 +233,63 @@ func (u *WireUpstream) handle(c, raw net.Conn, n int) {
 			return
 		}
 		u.record(n, h)
-		switch WireMode(u.mode.Load()) {
+		mode := WireMode(u.mode.Load())
+		if v := h.Get(FaultHeader); u.opt.Faults && v != "" {
+			m, ok := ParseWireMode(v)
+			if !ok {
+				wireStatus(c, 400, "Bad Request", "", "unknown fault")
+				return
+			}
+			mode = m
+		}
+		switch mode {
 		case WireHang:
 			_, _ = io.Copy(io.Discard, br)
 			return
 		case WireReset:
-			if tc, ok := raw.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			raw.Close()
+			resetConn(raw)
 			return
 		case WireCloseBeforeAnswer:
 			return
 		case Wire407:
 			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			lingerClose(c, raw, br)
 			return
 		case Wire403:
 			wireStatus(c, 403, "Forbidden", "", "forbidden by upstream")
+			lingerClose(c, raw, br)
 			return
 		case WireHalfBodyReset:
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n%s",
 				HalfBodyLength, strings.Repeat("x", HalfBodyLength/2))
-			if tc, ok := raw.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			raw.Close()
+			resetConn(raw)
+			return
+		case WireGarbage:
+			garbage(c, br)
 			return
 		}
 		if u.opt.Auth && h.Get("Proxy-Authorization") != BasicAuth(u.opt.User, u.opt.Pass) {
 			wireStatus(c, 407, "Proxy Authentication Required", "Proxy-Authenticate: Basic realm=\"itest\"\r\n", "proxy authentication required")
+			lingerClose(c, raw, br)
 			return
 		}
 		method, target, proto := h.RequestLine()
 		if method == "CONNECT" {
-			u.connect(c, br, target)
+			u.connect(c, raw, br, target, mode)
 			return
 		}
-		if !u.forward(c, br, h, method, target, proto, origins) {
+		if !u.forward(c, raw, br, h, method, target, proto, origins, mode) {
+			return
+		}
+		if mode == WireTinyproxy {
+			tinyproxyPause()
 			return
 		}
 	}
 }
 
-func (u *WireUpstream) connect(c net.Conn, br *bufio.Reader, target string) {
+// connect opens a tunnel to target; mode may slow its head down or cut it.
+func (u *WireUpstream) connect(c, raw net.Conn, br *bufio.Reader, target string, mode WireMode) {
 	t, err := net.DialTimeout("tcp", target, 10*time.Second)
 	if err != nil {
 		wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the target")
@@ -250,15 +301,16 @@ func (u *WireUpstream) connect(c net.Conn, br *bufio.Reader, target string) {
 	}
 	defer u.set.untrack(t)
 	defer t.Close()
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n"+ExitIPHeader+"\r\n\r\n"); err != nil {
+	if err := writeHead(c, []byte("HTTP/1.1 200 Connection established\r\n"+ExitIPHeader+"\r\n\r\n"), mode); err != nil {
 		return
 	}
-	wireRelay(c, br, t, t)
+	wireRelay(cutter(c, raw, mode), br, t, t)
 }
 
-// forward serves one absolute-form request; it reports whether the client
-// connection may carry another.
-func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method, target, proto string, origins map[string]*originLink) bool {
+// forward serves one absolute-form request, slowing its response head down or
+// cutting its body as mode says; it reports whether the client connection may
+// carry another.
+func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, method, target, proto string, origins map[string]*originLink, mode WireMode) bool {
 	tu, err := url.Parse(target)
 	if err != nil || tu.Scheme != "http" || tu.Host == "" {
 		wireStatus(c, 400, "Bad Request", "", "WireUpstream wants absolute-form http:// requests")
@@ -306,7 +358,15 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 	}
 	bodyDone := make(chan error, 1)
 	go func() {
-		_, _, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		_, n, err := CopyBody(br, reqFraming, reqLen, ol.c, nil)
+		if u.opt.OnBody != nil {
+			u.opt.OnBody(h, n, err)
+		}
+		if err != nil {
+			// The client went away mid-body: so does the origin
+			// exchange, rather than wait for the rest of the body.
+			ol.c.Close()
+		}
 		bodyDone <- err
 	}()
 
@@ -316,11 +376,22 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 		if err != nil {
 			drop()
 			if !sent {
-				wireStatus(c, 502, "Bad Gateway", "", "origin closed before answering")
+				// The body copy's error, if it ended, tells whether the
+				// client broke off.
+				msg := "origin closed before answering"
+				select {
+				case berr := <-bodyDone:
+					if berr != nil {
+						msg += " (request body: " + berr.Error() + ")"
+					}
+				case <-time.After(100 * time.Millisecond):
+					msg += " (request body still streaming)"
+				}
+				wireStatus(c, 502, "Bad Gateway", "", msg)
 			}
 			return false
 		}
-		if _, err := c.Write(rh.Raw); err != nil {
+		if err := writeHead(c, rh.Raw, mode); err != nil {
 			drop()
 			return false
 		}
@@ -344,8 +415,13 @@ func (u *WireUpstream) forward(c net.Conn, br *bufio.Reader, h *WireHead, method
 			drop()
 			return false
 		}
-		if _, _, err := CopyBody(ol.br, f, n, c, nil); err != nil {
+		body := cutter(c, raw, mode)
+		if _, _, err := CopyBody(ol.br, f, n, body, nil); err != nil {
 			drop()
+			return false
+		}
+		if body != c {
+			drop() // a cut connection carries nothing more
 			return false
 		}
 		if err := <-bodyDone; err != nil {

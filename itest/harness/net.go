@@ -6,14 +6,13 @@ import (
 	"net"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 )
 
 // FreeAddr returns "127.0.0.1:P" for a port that was free a moment ago. The
 // port is released before returning, so another process could take it; the
 // Start* helpers that use it retry on "address already in use".
-func FreeAddr(t testing.TB) string {
+func FreeAddr(t TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,10 +25,10 @@ func FreeAddr(t testing.TB) string {
 
 // ClosedAddr returns a loopback address on which nothing listens, so a dial to
 // it is refused.
-func ClosedAddr(t testing.TB) string { return FreeAddr(t) }
+func ClosedAddr(t TB) string { return FreeAddr(t) }
 
 // Port returns the port number of "host:port".
-func Port(t testing.TB, addr string) int {
+func Port(t TB, addr string) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -77,4 +76,26 @@ func closeWrite(c net.Conn) error {
 		return cw.CloseWrite()
 	}
 	return c.Close()
+}
+
+// RefusedAddr returns a loopback address on which every connection is
+// refused until the test ends: its port is bound but never listened on, so,
+// unlike ClosedAddr's, no other socket can take it meanwhile.
+func RefusedAddr(t TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("harness: socket: %v", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatalf("harness: bind: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatalf("harness: getsockname: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	return "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
 }

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -123,7 +122,7 @@ type HTTPOrigin struct {
 }
 
 // StartHTTPOrigin starts a plain HTTP origin, closed in t.Cleanup.
-func StartHTTPOrigin(t testing.TB) *HTTPOrigin {
+func StartHTTPOrigin(t TB) *HTTPOrigin {
 	t.Helper()
 	s := httptest.NewServer(originMux())
 	t.Cleanup(s.Close)
@@ -143,7 +142,7 @@ type TLSOrigin struct {
 }
 
 // StartTLSOrigin starts an HTTPS origin, closed in t.Cleanup.
-func StartTLSOrigin(t testing.TB) *TLSOrigin {
+func StartTLSOrigin(t TB) *TLSOrigin {
 	t.Helper()
 	s := httptest.NewUnstartedServer(originMux())
 	s.StartTLS()
@@ -180,7 +179,7 @@ type RawOrigin struct {
 	set      connSet
 }
 
-func startRaw(t testing.TB, handle func(c *net.TCPConn, o *RawOrigin)) *RawOrigin {
+func startRaw(t TB, handle func(c *net.TCPConn, o *RawOrigin)) *RawOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -204,7 +203,7 @@ func (o *RawOrigin) Accepted() int64 { return o.accepted.Load() }
 // Result waits up to timeout for the next connection's RawResult (for origins
 // that record one: sink, reply-after-EOF, FIN-first) and fails the test if
 // none comes.
-func (o *RawOrigin) Result(t testing.TB, timeout time.Duration) RawResult {
+func (o *RawOrigin) Result(t TB, timeout time.Duration) RawResult {
 	t.Helper()
 	select {
 	case r := <-o.results:
@@ -250,7 +249,7 @@ func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // StartEchoOrigin echoes every byte back; on the client's FIN it finishes
 // echoing and half-closes its side.
-func StartEchoOrigin(t testing.TB) *RawOrigin {
+func StartEchoOrigin(t TB) *RawOrigin {
 	return startRaw(t, func(c *net.TCPConn, o *RawOrigin) {
 		if _, err := io.Copy(c, c); err == nil {
 			c.CloseWrite()
@@ -269,7 +268,7 @@ type SinkOptions struct {
 
 // StartSinkOrigin reads each connection to EOF, then reports count and
 // sha256 (Result) and closes.
-func StartSinkOrigin(t testing.TB, opt SinkOptions) *RawOrigin {
+func StartSinkOrigin(t TB, opt SinkOptions) *RawOrigin {
 	return startRaw(t, func(c *net.TCPConn, o *RawOrigin) {
 		o.results <- readAll(c, opt.ReadSize, opt.Pause)
 	})
@@ -277,7 +276,7 @@ func StartSinkOrigin(t testing.TB, opt SinkOptions) *RawOrigin {
 
 // StartSourceOrigin writes n bytes of the pattern as fast as it can, then
 // half-closes, waits (bounded) for the client's EOF and closes.
-func StartSourceOrigin(t testing.TB, n int64) *RawOrigin {
+func StartSourceOrigin(t TB, n int64) *RawOrigin {
 	return startRaw(t, func(c *net.TCPConn, o *RawOrigin) {
 		if _, err := io.Copy(c, PatternReader(n)); err != nil {
 			return
@@ -295,7 +294,7 @@ func ReplyAfterEOF(n int64, sha string) string {
 
 // StartReplyAfterEOFOrigin reads until the client's FIN, then writes
 // ReplyAfterEOF(count, sha256) and closes. It also reports a Result.
-func StartReplyAfterEOFOrigin(t testing.TB) *RawOrigin {
+func StartReplyAfterEOFOrigin(t TB) *RawOrigin {
 	return startRaw(t, func(c *net.TCPConn, o *RawOrigin) {
 		r := readAll(c, 0, 0)
 		if r.Err == nil {
@@ -311,7 +310,7 @@ const FINFirstGreeting = "HELLO FROM THE ORIGIN; I AM DONE TALKING\n"
 
 // StartFINFirstOrigin writes FINFirstGreeting, half-closes its write side at
 // once, then reads the client to EOF and reports count and sha256 (Result).
-func StartFINFirstOrigin(t testing.TB) *RawOrigin {
+func StartFINFirstOrigin(t TB) *RawOrigin {
 	return startRaw(t, func(c *net.TCPConn, o *RawOrigin) {
 		if _, err := io.WriteString(c, FINFirstGreeting); err != nil {
 			o.results <- RawResult{Err: err}

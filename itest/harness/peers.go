@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -39,7 +38,7 @@ func (p *Peer) Output() string { return p.out.String() }
 
 // needBinary returns the path of a Debian binary, skipping the test when it is
 // missing, or failing it when $CI is set (CI must not pass by skipping).
-func needBinary(t testing.TB, path, pkg string) string {
+func needBinary(t TB, path, pkg string) string {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
 		msg := fmt.Sprintf("%s not found (%v): install Debian's %s package (scripts/install-test-deps.sh does)", path, err, pkg)
@@ -54,7 +53,7 @@ func needBinary(t testing.TB, path, pkg string) string {
 // peerDir makes a world-readable temp dir (the parent of t.TempDir is 0700, and
 // squid drops root privileges to the proxy user, who must read its password
 // file and write its logs). owner, when non-nil, receives the dir.
-func peerDir(t testing.TB, prefix string, owner *user.User) string {
+func peerDir(t TB, prefix string, owner *user.User) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -79,7 +78,7 @@ func peerDir(t testing.TB, prefix string, owner *user.User) string {
 // error (with the process's output) if the process exits or does not listen
 // in time; exited reports which, so that callers retry a port taken between
 // FreeAddr and bind.
-func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...string) (p *Peer, exited bool, err error) {
+func startPeer(t TB, name, addr, dir string, argv []string, logFiles ...string) (p *Peer, exited bool, err error) {
 	t.Helper()
 	p = &Peer{Name: name, Addr: addr, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -136,7 +135,7 @@ func startPeer(t testing.TB, name, addr, dir string, argv []string, logFiles ...
 
 // retryPeer calls start with a fresh free address up to three times while the
 // peer exits before listening (most likely: the port was taken meanwhile).
-func retryPeer(t testing.TB, start func(addr string) (*Peer, bool, error)) *Peer {
+func retryPeer(t TB, start func(addr string) (*Peer, bool, error)) *Peer {
 	t.Helper()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -153,7 +152,7 @@ func retryPeer(t testing.TB, start func(addr string) (*Peer, bool, error)) *Peer
 }
 
 // ApacheMD5 returns an htpasswd "$apr1$" hash of pass, made by openssl.
-func ApacheMD5(t testing.TB, pass string) string {
+func ApacheMD5(t TB, pass string) string {
 	t.Helper()
 	bin := needBinary(t, "/usr/bin/openssl", "openssl")
 	out, err := exec.Command(bin, "passwd", "-apr1", pass).Output()
@@ -167,7 +166,7 @@ func ApacheMD5(t testing.TB, pass string) string {
 // Basic auth for user:pass (basic_ncsa_auth over an htpasswd file), no cache,
 // and CONNECT allowed to any port. Skips (or fails under $CI) when squid is
 // not installed.
-func StartSquid(t testing.TB, username, password string) *Peer {
+func StartSquid(t TB, username, password string) *Peer {
 	t.Helper()
 	squid := needBinary(t, "/usr/sbin/squid", "squid")
 	helper := needBinary(t, "/usr/lib/squid/basic_ncsa_auth", "squid")
@@ -189,7 +188,7 @@ func StartSquid(t testing.TB, username, password string) *Peer {
 	})
 }
 
-func startSquid(t testing.TB, squid, helper, dir, passwd string, owner *user.User, addr string) (*Peer, bool, error) {
+func startSquid(t TB, squid, helper, dir, passwd string, owner *user.User, addr string) (*Peer, bool, error) {
 	t.Helper()
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `# written by proxyto's itest harness
@@ -230,7 +229,7 @@ http_access deny all
 // StartTinyproxy runs Debian's tinyproxy on 127.0.0.1 in the foreground (-d)
 // with BasicAuth user pass and no ConnectPort lines (CONNECT to any port).
 // Skips (or fails under $CI) when tinyproxy is not installed.
-func StartTinyproxy(t testing.TB, username, password string) *Peer {
+func StartTinyproxy(t TB, username, password string) *Peer {
 	t.Helper()
 	bin := needBinary(t, "/usr/bin/tinyproxy", "tinyproxy")
 	dir := peerDir(t, "proxyto-itest-tinyproxy-", nil)
@@ -239,7 +238,7 @@ func StartTinyproxy(t testing.TB, username, password string) *Peer {
 	})
 }
 
-func startTinyproxy(t testing.TB, bin, dir, username, password, addr string) (*Peer, bool, error) {
+func startTinyproxy(t TB, bin, dir, username, password, addr string) (*Peer, bool, error) {
 	t.Helper()
 	conf := fmt.Sprintf(`# written by proxyto's itest harness
 Port %d

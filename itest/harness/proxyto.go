@@ -40,10 +40,16 @@ var build struct {
 //	func TestMain(m *testing.M) { harness.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	RemoveBuild()
+	os.Exit(code)
+}
+
+// RemoveBuild removes the binary BuildProxyto built, if any. Programs that
+// are not tests call it before they exit; tests get it from Main.
+func RemoveBuild() {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
-	os.Exit(code)
 }
 
 // ModuleRoot returns the directory holding proxyto's go.mod, found by walking
@@ -70,7 +76,7 @@ func ModuleRoot() (string, error) {
 // dir) and returns the binary's path. With PROXYTO_BIN set it returns that
 // instead. A failed build fails every test that needs the binary, each with
 // the compiler's output.
-func BuildProxyto(t testing.TB) string {
+func BuildProxyto(t TB) string {
 	t.Helper()
 	build.once.Do(func() {
 		if bin := os.Getenv(envBin); bin != "" {
@@ -121,7 +127,7 @@ type Proxyto struct {
 	// PID is the process id.
 	PID int
 
-	t    testing.TB
+	t    TB
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{} // closed when the process has exited
@@ -135,14 +141,14 @@ type Proxyto struct {
 // process joining a port with --reuse-port). stdout and stderr
 // are captured (Output). The process is killed in t.Cleanup; if the test
 // failed, the tail of its output is logged.
-func StartProxyto(t testing.TB, extraFlags ...string) *Proxyto {
+func StartProxyto(t TB, extraFlags ...string) *Proxyto {
 	t.Helper()
 	return StartProxytoLimited(t, 0, extraFlags...)
 }
 
 // StartProxytoLimited is StartProxyto with the process's descriptor limit
 // (RLIMIT_NOFILE, soft and hard) set to nofile by prlimit(1); 0 leaves it.
-func StartProxytoLimited(t testing.TB, nofile int, extraFlags ...string) *Proxyto {
+func StartProxytoLimited(t TB, nofile int, extraFlags ...string) *Proxyto {
 	t.Helper()
 	bin := BuildProxyto(t)
 	var lastErr string
@@ -160,7 +166,7 @@ func StartProxytoLimited(t testing.TB, nofile int, extraFlags ...string) *Proxyt
 	return nil
 }
 
-func startProxyto(t testing.TB, bin string, nofile int, extra []string) (*Proxyto, error) {
+func startProxyto(t TB, bin string, nofile int, extra []string) (*Proxyto, error) {
 	p := &Proxyto{t: t, out: &syncBuffer{}, done: make(chan struct{})}
 	var args []string
 	listenGiven, adminGiven := false, false
@@ -289,7 +295,7 @@ func (p *Proxyto) LogLines() []map[string]any {
 func (p *Proxyto) RSS() (int64, error) { return RSSOf(p.PID) }
 
 // MustRSS is RSS that fails the test on error.
-func (p *Proxyto) MustRSS(t testing.TB) int64 {
+func (p *Proxyto) MustRSS(t TB) int64 {
 	t.Helper()
 	n, err := p.RSS()
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -94,7 +93,7 @@ func WithEarlyBytes(b []byte) UpstreamOption {
 }
 
 // StartUpstream starts a TestUpstream on 127.0.0.1; it is closed in t.Cleanup.
-func StartUpstream(t testing.TB, opts ...UpstreamOption) *TestUpstream {
+func StartUpstream(t TB, opts ...UpstreamOption) *TestUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -245,9 +244,7 @@ func (u *TestUpstream) handle(c net.Conn) {
 			_, _ = io.Copy(io.Discard, br) // until the peer closes or Close
 			return
 		case ModeReset:
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
+			resetConn(c)
 			return
 		case ModeCloseBeforeAnswer:
 			return
