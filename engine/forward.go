@@ -142,8 +142,11 @@ func (x *httpExchange) start(buf []byte, n int, ups upstreams) {
 
 	// A client whose credentials still await Verify (bcrypt, off the loop)
 	// goes through the dial, which runs it: a pooled connection must not
-	// let it skip that.
-	if len(x.ups.authSeen) == 0 {
+	// let it skip that. Neither does a body that may outgrow the replay
+	// buffer (chunked, or longer than replayMax): if a reused connection
+	// turned out stale, it could not be sent again, so it takes a fresh one.
+	replayable := !x.hasBody || (!r.Chunked && r.ContentLength <= replayMax)
+	if len(x.ups.authSeen) == 0 && replayable {
 		if u := cc.ls.pool.get(first); u != nil {
 			cc.e.cfg.Observer.PoolUsed(true)
 			x.pooled = true
