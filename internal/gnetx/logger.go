@@ -1,5 +1,7 @@
 package gnetx
 
+import "strings"
+
 // Logger passes gnet's warnings and errors to Logf and drops its debug and
 // info lines, so gnet never writes through its own global logger. Fatalf is
 // logged as an error and does not exit: gnet calls it only where the kqueue
@@ -16,8 +18,17 @@ func (Logger) Debugf(string, ...any) {}
 // Infof drops gnet's info lines (engine start and stop, which proxyto logs itself).
 func (Logger) Infof(string, ...any) {}
 
-// Warnf logs a gnet warning.
-func (l Logger) Warnf(f string, a ...any) { l.logf(f, a...) }
+// Warnf logs a gnet warning, except the "stale connection" one: gnet logs
+// it for an event it took from epoll in the same round in which the
+// connection was closed (a write that failed closes it at once, inside
+// another connection's callback), which is expected with a relay writing
+// to a peer that reset (reactor_default.go:53-62).
+func (l Logger) Warnf(f string, a ...any) {
+	if strings.HasPrefix(f, "received event[") {
+		return
+	}
+	l.logf(f, a...)
+}
 
 // Errorf logs a gnet error.
 func (l Logger) Errorf(f string, a ...any) { l.logf(f, a...) }
