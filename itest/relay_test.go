@@ -271,3 +271,42 @@ func TestTunnelIdleTimeout(t *testing.T) {
 		t.Fatalf("reading the idle tunnel: %v", err)
 	}
 }
+
+// TestRelayGiBBothWaysBesideIdleTunnels: one tunnel moves 1 GiB each way
+// through an echo, checksummed, while 1,000 idle tunnels stay open. The bulk
+// tunnel takes the splice path (kernel to kernel) and comes back; the idle
+// ones keep working, and proxyto's memory stays bounded.
+func TestRelayGiBBothWaysBesideIdleTunnels(t *testing.T) {
+	const idle = 1000
+	n := size(1 << 30)
+	up := harness.StartUpstream(t)
+	echo := harness.StartEchoOrigin(t)
+	p := harness.StartProxyto(t)
+	w := watchRSS(t, p, up, echo)
+	var idlers []*harness.Client
+	for i := range idle {
+		c, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)
+		c.EchoRoundTrip(fmt.Sprintf("idle %d", i))
+		idlers = append(idlers, c)
+	}
+	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)
+	c.SetDeadline(relayDeadline)
+	werr := make(chan error, 1)
+	go func() { werr <- upload(c, n) }()
+	h := sha256.New()
+	got, err := io.Copy(h, c.Conn)
+	if err != nil || got != n {
+		t.Fatalf("echo: %d of %d bytes back, %v", got, n, err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != harness.PatternSHA256(n) {
+		t.Fatalf("echo of %d bytes has sha256 %s, want the pattern's %s", n, sum, harness.PatternSHA256(n))
+	}
+	w.check(t, 2*n)
+	for i, ic := range idlers {
+		ic.EchoRoundTrip(fmt.Sprintf("after %d", i))
+		_ = ic.Close()
+	}
+}
