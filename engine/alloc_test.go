@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/base64"
 	"net"
 	"testing"
@@ -141,6 +142,58 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 	}
 	if up.written == 0 || cli.written == 0 {
 		t.Fatal("nothing was written")
+	}
+}
+
+// TestCompressedSteadyStateAllocs holds a gzipped response (Compress on,
+// a text body of 1 KiB, a client accepting gzip) to zero allocations per
+// request once the encoder pool and output buffers are warm, and checks
+// that the uncompressed path stays at zero with Compress on.
+func TestCompressedSteadyStateAllocs(t *testing.T) {
+	var l httpparse.UpstreamList
+	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
+		t.Fatal(err)
+	}
+	plainReq := bytes.Replace(benchReq, []byte("Accept-Encoding: gzip"), []byte("Accept-Encoding: br"), 1)
+	tests := []struct {
+		name       string
+		req        []byte
+		gzipped    bool
+		wantAllocs float64
+	}{
+		{"gzipped response", benchReq, true, 0},
+		{"client without gzip", plainReq, false, 0},
+	}
+	for _, tt := range tests {
+		cc, uc, cli, up := newForwardBenchWith(t, Config{Compress: true}, &l.Upstreams()[0])
+		for i := 0; i < 3; i++ {
+			roundTripReq(t, cc, uc, cli, up, tt.req)
+		}
+		before := cli.written
+		roundTripReq(t, cc, uc, cli, up, tt.req)
+		if n := cli.written - before; (n < len(benchResp)) == !tt.gzipped {
+			t.Fatalf("%s: %d bytes to the client for a %d-byte response", tt.name, n, len(benchResp))
+		}
+		if got := testing.AllocsPerRun(200, func() { roundTripReq(t, cc, uc, cli, up, tt.req) }); got != tt.wantAllocs {
+			t.Errorf("%s: %v allocs per request, want %v", tt.name, got, tt.wantAllocs)
+		}
+	}
+}
+
+// BenchmarkCompressedSteadyState is BenchmarkForwardSteadyState with the
+// 1 KiB text response gzipped on its way.
+func BenchmarkCompressedSteadyState(b *testing.B) {
+	var l httpparse.UpstreamList
+	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
+		b.Fatal(err)
+	}
+	cc, uc, cli, up := newForwardBenchWith(b, Config{Compress: true}, &l.Upstreams()[0])
+	roundTrip(b, cc, uc, cli, up)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchReq) + len(benchResp)))
+	b.ResetTimer()
+	for range b.N {
+		roundTrip(b, cc, uc, cli, up)
 	}
 }
 

@@ -14,10 +14,12 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/dnscache"
 	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/internal/gnetx"
+	"github.com/proxyto/proxyto/tlsfront"
 	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
@@ -33,14 +35,17 @@ type Engine struct {
 	dials  dialPool
 	limits limiter
 	relay  tunnel.Config
+	gz     *compression.Pool // nil unless Config.Compress
 
 	defaultList *httpparse.UpstreamList // parsed --default-upstream, or nil
 
-	addr   string
-	self   selfAddrs
-	gnet   gnet.Engine
-	booted chan struct{}
-	done   chan error
+	addr    string // the plain listener's, or "" without one
+	tlsAddr string // the TLS listener's, or "" without one
+	tls     *tlsfront.Server
+	self    selfAddrs
+	gnet    gnet.Engine
+	booted  chan struct{}
+	done    chan error
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loopState]
@@ -102,37 +107,63 @@ func New(cfg Config) (*Engine, error) {
 		AllowLinkLocal: cfg.AllowLinkLocal,
 		TLS:            tlsCfg,
 	}
+	if cfg.Compress {
+		e.gz = compression.NewPool(0)
+	}
+	if cfg.TLSListen != "" {
+		if e.tls, err = e.newTLSFront(); err != nil {
+			return nil, err
+		}
+	}
 	e.dials.init(cfg.DialWorkers)
 	e.limits.init(cfg)
 	e.loops.Store(&[]*loopState{})
 	return e, nil
 }
 
-// Start binds the client listener, starts the event loops, and returns once
-// clients can connect.
+// Start binds the client listeners, starts the event loops, and returns
+// once clients can connect.
 //
-// gnet accepts the clients itself, each loop on its own SO_REUSEPORT
-// listener, so a new connection costs no thread hand-off. The port is first
-// reserved with a bound (not listening) socket of the same reuse group, so
-// that ":0" yields one port for all loops and no other process can take it
-// in between.
+// gnet accepts the plain listener's clients itself, each loop on its own
+// SO_REUSEPORT listener, so a new connection costs no thread hand-off. The
+// port is first reserved with a bound (not listening) socket of the same
+// reuse group, so that ":0" yields one port for all loops and no other
+// process can take it in between. The TLS listener has one socket and
+// tlsfront's accept loop (tlslistener.go); without a plain listener the
+// loops run with none.
 func (e *Engine) Start() error {
 	if err := gnetx.SelfCheck(); err != nil {
 		return err
 	}
-	resv, addr, err := reservePort(e.cfg.Listen, e.cfg.ReusePort)
-	if err != nil {
-		return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
+	var addrs []string
+	if e.cfg.Listen != "" {
+		resv, addr, err := reservePort(e.cfg.Listen, e.cfg.ReusePort)
+		if err != nil {
+			return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
+		}
+		defer unix.Close(resv)
+		e.addr = addr
+		addrs = append(addrs, "tcp://"+addr)
 	}
-	defer unix.Close(resv)
-	e.addr = addr
-	e.self.init(append([]string{e.addr}, e.cfg.SelfAddrs...))
+	var tlsLn net.Listener
+	if e.tls != nil {
+		ln, addr, err := listenTLS(e.cfg.TLSListen, e.cfg.ReusePort)
+		if err != nil {
+			return fmt.Errorf("proxyto: tls-listen %s: %w", e.cfg.TLSListen, err)
+		}
+		tlsLn, e.tlsAddr = ln, addr
+	}
+	e.self.init(append([]string{e.addr, e.tlsAddr}, e.cfg.SelfAddrs...))
 
 	opts := []gnet.Option{
 		gnet.WithReusePort(true),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetx.Logger{Logf: e.cfg.Logf}),
+		// Engine.Register (the TLS listener's hand-over) picks a loop
+		// with it; the round-robin default is not safe for concurrent
+		// callers.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
 	if e.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(e.cfg.Loops))
@@ -140,7 +171,7 @@ func (e *Engine) Start() error {
 		opts = append(opts, gnet.WithMulticore(true))
 	}
 	go func() {
-		err := gnet.Run(&handler{e: e}, "tcp://"+addr, opts...)
+		err := gnet.Rotate(&handler{e: e}, addrs, opts...)
 		select {
 		case <-e.booted:
 		default:
@@ -155,18 +186,29 @@ func (e *Engine) Start() error {
 	}()
 	<-e.booted
 	if e.gnet.Validate() != nil {
+		if tlsLn != nil {
+			_ = tlsLn.Close()
+		}
 		select {
 		case derr := <-e.done:
-			return fmt.Errorf("proxyto: listen %s: %w", addr, derr)
+			return fmt.Errorf("proxyto: listen %s: %w", e.addr, derr)
 		case <-time.After(5 * time.Second):
 			return errors.New("proxyto: event loops failed to start")
 		}
+	}
+	if tlsLn != nil {
+		go func() {
+			if err := e.tls.Serve(tlsLn); err != nil && !e.draining.Load() && !e.stopped.Load() {
+				e.logf("proxyto: TLS listener %s stopped: %v", e.tlsAddr, err)
+			}
+		}()
 	}
 	go e.ticker()
 	return nil
 }
 
-// Addr is the bound client listener address ("127.0.0.1:8080").
+// Addr is the bound plain client listener address ("127.0.0.1:8080"), or
+// "" without one.
 func (e *Engine) Addr() string { return e.addr }
 
 // Ready reports whether the engine takes new work (false while draining).
@@ -177,13 +219,19 @@ func (e *Engine) Ready() bool { return !e.draining.Load() && !e.stopped.Load() }
 func (e *Engine) Done() <-chan error { return e.done }
 
 // Shutdown drains: it stops accepting (the listeners are retired, so new
-// connections are refused and a TCP balancer in front moves on), answers new
-// requests on open connections with 503, closes idle connections, and waits
-// until every in-flight request and tunnel finished or ctx ends; then it
-// stops the event loops. Safe to call once.
+// connections are refused and a TCP balancer in front moves on; TLS
+// handshakes in progress are aborted), answers new requests on open
+// connections with 503, closes idle connections, and waits until every
+// in-flight request and tunnel finished or ctx ends; then it stops the
+// event loops. Safe to call once.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	gnetx.RetireListeners(e.addr)
+	if e.addr != "" {
+		gnetx.RetireListeners(e.addr)
+	}
+	if e.tls != nil {
+		_ = e.tls.Close()
+	}
 	e.forEachLoop(func(ls *loopState) { ls.closeIdle() })
 	var err error
 	t := time.NewTicker(20 * time.Millisecond)
