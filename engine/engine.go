@@ -129,21 +129,25 @@ func New(cfg Config) (*Engine, error) {
 // port is first reserved with a bound (not listening) socket of the same
 // reuse group, so that ":0" yields one port for all loops and no other
 // process can take it in between. The TLS listener has one socket and
-// tlsfront's accept loop (tlslistener.go); without a plain listener the
-// loops run with none.
+// tlsfront's accept loop (tlslistener.go).
 func (e *Engine) Start() error {
 	if err := gnetx.SelfCheck(); err != nil {
 		return err
 	}
-	var addrs []string
-	if e.cfg.Listen != "" {
-		resv, addr, err := reservePort(e.cfg.Listen, e.cfg.ReusePort)
-		if err != nil {
-			return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
-		}
-		defer unix.Close(resv)
+	// gnet's Engine (Register, Stop) refuses to work without a listener:
+	// without a plain listener, the loops get one on an ephemeral loopback
+	// port, retired as soon as they run (gnetx.RetireListeners).
+	listen, placeholder := e.cfg.Listen, e.cfg.Listen == ""
+	if placeholder {
+		listen = "127.0.0.1:0"
+	}
+	resv, addr, err := reservePort(listen, e.cfg.ReusePort && !placeholder)
+	if err != nil {
+		return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
+	}
+	defer unix.Close(resv)
+	if !placeholder {
 		e.addr = addr
-		addrs = append(addrs, "tcp://"+addr)
 	}
 	var tlsLn net.Listener
 	if e.tls != nil {
@@ -171,7 +175,7 @@ func (e *Engine) Start() error {
 		opts = append(opts, gnet.WithMulticore(true))
 	}
 	go func() {
-		err := gnet.Rotate(&handler{e: e}, addrs, opts...)
+		err := gnet.Run(&handler{e: e}, "tcp://"+addr, opts...)
 		select {
 		case <-e.booted:
 		default:
@@ -195,6 +199,9 @@ func (e *Engine) Start() error {
 		case <-time.After(5 * time.Second):
 			return errors.New("proxyto: event loops failed to start")
 		}
+	}
+	if placeholder {
+		gnetx.RetireListeners(addr)
 	}
 	if tlsLn != nil {
 		go func() {
