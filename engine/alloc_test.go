@@ -68,11 +68,16 @@ var (
 // the steady state of a kept-alive client whose upstream connection is
 // reused.
 func newForwardBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
+	return newForwardBenchCfg(tb, Config{})
+}
+
+// newForwardBenchCfg is newForwardBench for an engine configured with cfg.
+func newForwardBenchCfg(tb testing.TB, cfg Config) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
 	var l httpparse.UpstreamList
 	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
 		tb.Fatal(err)
 	}
-	return newForwardBenchWith(tb, Config{}, &l.Upstreams()[0])
+	return newForwardBenchWith(tb, cfg, &l.Upstreams()[0])
 }
 
 // newForwardBenchWith is newForwardBench for an engine configured with cfg,
@@ -150,10 +155,6 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 // request once the encoder pool and output buffers are warm, and checks
 // that the uncompressed path stays at zero with Compress on.
 func TestCompressedSteadyStateAllocs(t *testing.T) {
-	var l httpparse.UpstreamList
-	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
-		t.Fatal(err)
-	}
 	plainReq := bytes.Replace(benchReq, []byte("Accept-Encoding: gzip"), []byte("Accept-Encoding: br"), 1)
 	tests := []struct {
 		name       string
@@ -165,7 +166,7 @@ func TestCompressedSteadyStateAllocs(t *testing.T) {
 		{"client without gzip", plainReq, false, 0},
 	}
 	for _, tt := range tests {
-		cc, uc, cli, up := newForwardBenchWith(t, Config{Compress: true}, &l.Upstreams()[0])
+		cc, uc, cli, up := newForwardBenchCfg(t, Config{Compress: true})
 		for i := 0; i < 3; i++ {
 			roundTripReq(t, cc, uc, cli, up, tt.req)
 		}
@@ -182,25 +183,16 @@ func TestCompressedSteadyStateAllocs(t *testing.T) {
 
 // BenchmarkCompressedSteadyState is BenchmarkForwardSteadyState with the
 // 1 KiB text response gzipped on its way.
-func BenchmarkCompressedSteadyState(b *testing.B) {
-	var l httpparse.UpstreamList
-	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
-		b.Fatal(err)
-	}
-	cc, uc, cli, up := newForwardBenchWith(b, Config{Compress: true}, &l.Upstreams()[0])
-	roundTrip(b, cc, uc, cli, up)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(benchReq) + len(benchResp)))
-	b.ResetTimer()
-	for range b.N {
-		roundTrip(b, cc, uc, cli, up)
-	}
-}
+func BenchmarkCompressedSteadyState(b *testing.B) { benchRoundTrips(b, Config{Compress: true}) }
 
 // BenchmarkForwardSteadyState measures the engine's own work per forwarded
 // request (no syscalls: the connections are fakes).
-func BenchmarkForwardSteadyState(b *testing.B) {
-	cc, uc, cli, up := newForwardBench(b)
+func BenchmarkForwardSteadyState(b *testing.B) { benchRoundTrips(b, Config{}) }
+
+// benchRoundTrips measures round trips on a kept-alive client connection of
+// an engine configured with cfg.
+func benchRoundTrips(b *testing.B, cfg Config) {
+	cc, uc, cli, up := newForwardBenchCfg(b, cfg)
 	roundTrip(b, cc, uc, cli, up)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchReq) + len(benchResp)))
