@@ -70,8 +70,10 @@ k8s-manifests:
 	deploy/k8s/generate.sh
 
 # NGINX (stream, least_conn) in front of two replicas; drain one under traffic (root; installs nginx-full).
+# Twice: plain, then with PROXY protocol (per-IP limits and logs see each client's address).
 nginx-test:
 	scripts/nginx-test.sh
+	NGINX_PROXY_PROTOCOL=1 scripts/nginx-test.sh
 
 # N tunnels held and N plain-HTTP requests in flight through proxyto (several
 # processes sharing the port with --reuse-port when the descriptor limit

@@ -38,6 +38,9 @@ const (
 	NotText                      // Content-Type missing or not text-like
 	NoTransform                  // Cache-Control: no-transform
 	TooSmall                     // Content-Length below MinLength
+	// Busy is not Decide's: every rule allowed it, but the Pool was at its
+	// bound, so the response went as it was (the engine counts it).
+	Busy
 	NumReasons
 )
 
@@ -52,6 +55,7 @@ var reasonNames = [NumReasons]string{
 	NotText:        "not_text",
 	NoTransform:    "no_transform",
 	TooSmall:       "too_small",
+	Busy:           "busy",
 }
 
 // String returns the verdict's label value.

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/base64"
 	"net"
 	"testing"
@@ -67,11 +68,16 @@ var (
 // the steady state of a kept-alive client whose upstream connection is
 // reused.
 func newForwardBench(tb testing.TB) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
+	return newForwardBenchCfg(tb, Config{})
+}
+
+// newForwardBenchCfg is newForwardBench for an engine configured with cfg.
+func newForwardBenchCfg(tb testing.TB, cfg Config) (*clientConn, *upstreamConn, *fakeConn, *fakeConn) {
 	var l httpparse.UpstreamList
 	if err := l.Parse([]byte("user:p%40ss@127.0.0.1:3128")); err != nil {
 		tb.Fatal(err)
 	}
-	return newForwardBenchWith(tb, Config{}, &l.Upstreams()[0])
+	return newForwardBenchWith(tb, cfg, &l.Upstreams()[0])
 }
 
 // newForwardBenchWith is newForwardBench for an engine configured with cfg,
@@ -144,10 +150,49 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 	}
 }
 
+// TestCompressedSteadyStateAllocs holds a gzipped response (Compress on,
+// a text body of 1 KiB, a client accepting gzip) to zero allocations per
+// request once the encoder pool and output buffers are warm, and checks
+// that the uncompressed path stays at zero with Compress on.
+func TestCompressedSteadyStateAllocs(t *testing.T) {
+	plainReq := bytes.Replace(benchReq, []byte("Accept-Encoding: gzip"), []byte("Accept-Encoding: br"), 1)
+	tests := []struct {
+		name       string
+		req        []byte
+		gzipped    bool
+		wantAllocs float64
+	}{
+		{"gzipped response", benchReq, true, 0},
+		{"client without gzip", plainReq, false, 0},
+	}
+	for _, tt := range tests {
+		cc, uc, cli, up := newForwardBenchCfg(t, Config{Compress: true})
+		for i := 0; i < 3; i++ {
+			roundTripReq(t, cc, uc, cli, up, tt.req)
+		}
+		before := cli.written
+		roundTripReq(t, cc, uc, cli, up, tt.req)
+		if n := cli.written - before; (n < len(benchResp)) == !tt.gzipped {
+			t.Fatalf("%s: %d bytes to the client for a %d-byte response", tt.name, n, len(benchResp))
+		}
+		if got := testing.AllocsPerRun(200, func() { roundTripReq(t, cc, uc, cli, up, tt.req) }); got != tt.wantAllocs {
+			t.Errorf("%s: %v allocs per request, want %v", tt.name, got, tt.wantAllocs)
+		}
+	}
+}
+
+// BenchmarkCompressedSteadyState is BenchmarkForwardSteadyState with the
+// 1 KiB text response gzipped on its way.
+func BenchmarkCompressedSteadyState(b *testing.B) { benchRoundTrips(b, Config{Compress: true}) }
+
 // BenchmarkForwardSteadyState measures the engine's own work per forwarded
 // request (no syscalls: the connections are fakes).
-func BenchmarkForwardSteadyState(b *testing.B) {
-	cc, uc, cli, up := newForwardBench(b)
+func BenchmarkForwardSteadyState(b *testing.B) { benchRoundTrips(b, Config{}) }
+
+// benchRoundTrips measures round trips on a kept-alive client connection of
+// an engine configured with cfg.
+func benchRoundTrips(b *testing.B, cfg Config) {
+	cc, uc, cli, up := newForwardBenchCfg(b, cfg)
 	roundTrip(b, cc, uc, cli, up)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchReq) + len(benchResp)))

@@ -35,13 +35,15 @@ type clientConn struct {
 	// deadline (unix ns, 0 = none) is checked by loopState.scan; what it
 	// bounds depends on the state (and on the exchange's).
 	deadline  int64
-	headStart int64 // first byte of the current head; 0 while idle
+	headStart int64 // first byte of the current head (awaiting a PROXY header: non-zero once bytes came); 0 while idle
 
 	x         exchange      // the running exchange, or nil
 	http      *httpExchange // kept across keep-alive requests
 	rec       access        // the current exchange's access record
 	isWatched bool          // on ls.service (flushing)
 	counted   bool          // counted in Engine.clients until finish
+	admitted  bool          // counted by the limits for ip (released at close)
+	fds       int8          // descriptors taken from the budget until finish
 }
 
 // exchange is one request's work once its head was read: a tunnel or a
@@ -80,18 +82,33 @@ type access struct {
 	pending bool
 }
 
-// openClient runs in OnOpen for an accepted connection.
-func (e *Engine) openClient(c gnet.Conn) ([]byte, gnet.Action) {
+// openClient runs in OnOpen for an accepted connection: from the plain
+// listener, or from the TLS listener (fromTLS), whose handshake and any
+// PROXY header are done and whose client address is ap. A connection from
+// a peer that must send a PROXY header waits for it before the limits see
+// it: they count the client it names.
+func (e *Engine) openClient(c gnet.Conn, ap netip.AddrPort, fromTLS bool) ([]byte, gnet.Action) {
 	ls, err := e.loopOf(c)
 	if err != nil {
 		// The start-up self-check makes this unreachable in practice.
 		return nil, gnet.Close
 	}
-	ap := addrPortOf(c.RemoteAddr())
-	ip := ap.Addr().Unmap()
-	if reason, ok := e.limits.admit(ip); !ok {
-		// Over a limit (or draining, for a connection accepted just before
-		// the listeners were retired): answer and close without a session.
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	awaitProxy := !fromTLS && e.cfg.ProxyPeers.Contains(ap.Addr())
+	fds := int8(fdsPlain)
+	if fromTLS {
+		fds = fdsTLS
+	}
+	// Every connection takes its descriptors from the budget, one from a
+	// PROXY peer too before its header names the client.
+	reason, ok := LimitConns, e.fds.take(int(fds))
+	if ok && !awaitProxy {
+		if reason, ok = e.limits.admit(ap.Addr()); !ok {
+			e.fds.put(int(fds))
+		}
+	}
+	if !ok {
+		// Over a limit: answer and close without a session.
 		e.cfg.Observer.LimitRejected(reason)
 		_, _ = c.Write(limitResponse(reason))
 		_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
@@ -99,12 +116,76 @@ func (e *Engine) openClient(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	e.clients.Add(1)
 	e.cfg.Observer.ClientOpened()
-	cc := &clientConn{e: e, ls: ls, ip: ip, addr: ap, idx: -1, counted: true}
+	cc := &clientConn{e: e, ls: ls, ip: ap.Addr(), addr: ap, idx: -1, counted: true, admitted: !awaitProxy, fds: fds}
+	if awaitProxy {
+		cc.st = cAwaitingProxy
+	}
 	cc.end.Attach(ls.relay, c)
 	c.SetContext(cc)
 	ls.add(cc)
 	cc.deadline = time.Now().Add(e.cfg.ClientHeaderTimeout).UnixNano()
 	return nil, gnet.None
+}
+
+// readProxy reads the PROXY protocol header a trusted peer sends first. Its
+// client address replaces the peer's for everything (v2 LOCAL and v1
+// UNKNOWN keep the peer's); then the limits admit that client, and the
+// connection reads its first request head. Anything but a valid header
+// closes the connection without an answer: the peer is a load balancer,
+// and the client behind it would not read one.
+func (cc *clientConn) readProxy() {
+	c := cc.end.Conn()
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return
+	}
+	cc.headStart = 1 // bytes arrived: a close now is an incomplete header
+	h := &cc.ls.proxy
+	n, err := h.Parse(buf)
+	switch {
+	case errors.Is(err, httpparse.ErrNeedMore):
+		// The parser refuses a header longer than MaxProxyHeaderLen before
+		// that many bytes are buffered.
+		return
+	case err != nil:
+		cc.refuseProxy(proxyFailureOf(err))
+		return
+	}
+	_, _ = c.Discard(n)
+	cc.addr = h.Client(cc.addr)
+	cc.ip = cc.addr.Addr()
+	e := cc.e
+	if reason, ok := e.limits.admit(cc.ip); !ok {
+		e.cfg.Observer.LimitRejected(reason)
+		_ = cc.end.Write(limitResponse(reason))
+		cc.linger()
+		return
+	}
+	cc.admitted = true
+	cc.setState(cReadingHead)
+	cc.headStart = 0
+	cc.deadline = time.Now().Add(e.cfg.ClientHeaderTimeout).UnixNano()
+	if c.InboundBuffered() > 0 {
+		cc.readHead()
+	}
+}
+
+// refuseProxy closes a connection whose PROXY header failed, and counts it.
+func (cc *clientConn) refuseProxy(f ProxyFailure) {
+	cc.e.cfg.Observer.ProxyHeaderFailed(f)
+	cc.deadline, cc.headStart = 0, 0 // counted here, not again at the close
+	cc.end.Close()
+}
+
+// proxyFailureOf classifies a PROXY header parse error.
+func proxyFailureOf(err error) ProxyFailure {
+	switch {
+	case errors.Is(err, httpparse.ErrProxyHeaderMissing):
+		return ProxyMissing
+	case errors.Is(err, httpparse.ErrProxyHeaderTooLong):
+		return ProxyTooLong
+	}
+	return ProxyMalformed
 }
 
 // setState is the one place a client connection's state changes.
@@ -131,6 +212,8 @@ func (cc *clientConn) traffic() {
 	switch cc.st {
 	case cReadingHead:
 		cc.readHead()
+	case cAwaitingProxy:
+		cc.readProxy()
 	case cExchange:
 		cc.x.clientTraffic()
 	default:
@@ -150,9 +233,15 @@ func (cc *clientConn) closed(err error) {
 		cc.rec.detail = "client closed in the middle of a request head"
 		cc.logExchange()
 	}
+	if cc.st == cAwaitingProxy && cc.headStart != 0 {
+		cc.e.cfg.Observer.ProxyHeaderFailed(ProxyIncomplete)
+	}
 	cc.setState(cClosed)
 	cc.e.cfg.Observer.ClientClosed()
-	cc.e.limits.release(cc.ip)
+	if cc.admitted {
+		cc.admitted = false
+		cc.e.limits.release(cc.ip)
+	}
 	cc.finish()
 }
 
@@ -166,6 +255,7 @@ func (cc *clientConn) finish() {
 	cc.deadline = 0
 	cc.ls.remove(cc)
 	cc.e.clients.Add(-1)
+	cc.e.fds.put(int(cc.fds))
 }
 
 // expire handles a passed deadline.
@@ -178,6 +268,8 @@ func (cc *clientConn) expire(now int64) {
 			cc.logExchange()
 		}
 		cc.end.Close()
+	case cAwaitingProxy:
+		cc.refuseProxy(ProxyTimeout)
 	case cExchange, cClosed:
 		if cc.x != nil {
 			cc.x.expire(now)
@@ -215,6 +307,10 @@ func (cc *clientConn) readHead() {
 		return
 	}
 	if err != nil {
+		if httpparse.HasProxySignature(buf) {
+			cc.fail(errUntrustedProxy)
+			return
+		}
 		cc.fail(proxystatus.New(proxystatus.HTTPRequestError, "malformed request: "+parseDetail(err)))
 		return
 	}
@@ -227,6 +323,11 @@ func (cc *clientConn) readHead() {
 
 // errHeadTooLarge answers a request head over MaxHeaderBytes.
 var errHeadTooLarge = &proxystatus.Error{Type: proxystatus.HTTPRequestError, Status: 431, Detail: "request header section too large"}
+
+// errUntrustedProxy answers a PROXY protocol header from a peer not in
+// ProxyPeers: a load balancer configured to send one to a proxyto that was
+// not told to expect it, or a client claiming another address.
+var errUntrustedProxy = proxystatus.New(proxystatus.HTTPRequestError, "PROXY protocol header from a peer not trusted to send one")
 
 // errAuthRequired answers a client that failed proxyto's own authentication.
 var errAuthRequired = &proxystatus.Error{Type: proxystatus.HTTPRequestDenied, Status: 407, Detail: "proxy authentication required"}

@@ -6,14 +6,17 @@ import (
 
 	"github.com/proxyto/proxyto/dnscache"
 	"github.com/proxyto/proxyto/health"
+	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/routes"
+	"github.com/proxyto/proxyto/tlsfront"
 )
 
 // Config is everything the engine needs to run. cmd/proxyto fills it from flags;
 // tests fill it directly. A zero field means the default its comment names.
 // The drain's time limit is not here: it is the context given to Shutdown.
 type Config struct {
-	// Listen is the client listener address, "host:port". Default ":8080".
+	// Listen is the plain client listener address, "host:port". Default
+	// ":8080"; with a TLSListen, empty means no plain listener.
 	Listen string
 	// ReusePort lets several processes share Listen (SO_REUSEPORT): the
 	// kernel spreads new connections over all of them. Every process of the
@@ -22,6 +25,35 @@ type Config struct {
 	ReusePort bool
 	// Loops is the number of gnet event loops. Default: the number of CPUs.
 	Loops int
+
+	// TLSListen is the TLS client listener address ("host:port"); empty:
+	// none. Clients connect with TLS 1.2 or 1.3 and then speak as to
+	// Listen. The handshake (after any PROXY header) must finish within
+	// ClientHeaderTimeout. ReusePort applies to it too.
+	TLSListen string
+	// TLSCertFile and TLSKeyFile are the TLS listener's PEM certificate
+	// chain (leaf first) and private key; required with TLSListen. New
+	// fails when they do not load; ReloadTLS reads them again.
+	TLSCertFile, TLSKeyFile string
+	// TLSObserver hears of the TLS listener's handshakes and certificate
+	// loads. nil: nothing.
+	TLSObserver tlsfront.Observer
+
+	// ProxyPeers are the peers (load balancers) that must open every
+	// connection, on both listeners, with a PROXY protocol header (v1 or
+	// v2, before the TLS handshake on the TLS listener). The address it
+	// carries is then the client's for everything: per-IP limits and
+	// rates, access records. v2 LOCAL and v1 UNKNOWN keep the peer's own.
+	// A connection from such a peer without a valid header within
+	// ClientHeaderTimeout is closed without an answer. The zero value
+	// trusts no peer: a PROXY header is then a malformed request (400).
+	ProxyPeers httpparse.ProxyPeers
+
+	// Compress gzips plain-HTTP responses (never tunnels) for clients whose
+	// Accept-Encoding allows it, when compression.Decide says so, as they
+	// stream, with memory bounded by compression's encoder pool. Default
+	// false.
+	Compress bool
 
 	// DialTimeout bounds DNS plus TCP connect to an upstream. Default 10s.
 	DialTimeout time.Duration
@@ -119,7 +151,8 @@ type Config struct {
 	UpstreamCAFile string
 
 	// SelfAddrs are proxyto's other listeners (the admin address): an
-	// X-Proxy-To naming one of them, or Listen, is refused as a loop (508).
+	// X-Proxy-To naming one of them, Listen or TLSListen, is refused as a
+	// loop (508).
 	SelfAddrs []string
 
 	// Logf receives rare operational messages: gnet's warnings and errors,
@@ -143,7 +176,7 @@ func (c Config) withDefaults() Config {
 			*p = v
 		}
 	}
-	if c.Listen == "" {
+	if c.Listen == "" && c.TLSListen == "" {
 		c.Listen = ":8080"
 	}
 	d(&c.DialTimeout, 10*time.Second)

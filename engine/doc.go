@@ -8,9 +8,12 @@
 //
 //	Engine.Start
 //	├⇢ gnet loops          each accepts on its own SO_REUSEPORT listener
+//	├⇢ tlsfront.Server     TLS listener: PROXY header, handshake, then
+//	│                      tlslistener.go: handoffTLS ⇢ Engine.Register
 //	├⇢ ticker              every 5 ms: loopState.scan on loops with work
 //	│
-//	handler.OnOpen         → client.go: clientConn (limits)
+//	handler.OnOpen         → client.go: clientConn (limits; a PROXY peer's
+//	│                        wait for its header: readProxy, then limits)
 //	handler.OnTraffic      → client.go: readHead → begin (draining, rate)
 //	│                      → select.go: choose (X-Proxy-To or route, auth, order)
 //	│  ├ CONNECT           → tunnel.go: tunnelExchange.start → dial
@@ -21,7 +24,8 @@
 //	handler.OnOpen         → dial.go: openUpstream → the exchange's upstreamOpened:
 //	│                        upstream.Handshake.Start (CONNECT, SOCKS5, the head)
 //	handler.OnTraffic      → exchange: Handshake.Feed (its outcome to health),
-//	│                        then tunnel.Pipe / Relay
+//	│                        then tunnel.Pipe / Relay (a response compressed
+//	│                        through a Pipe's Transform: forward.go encoder)
 //	handler.OnClose        → exchange, then the client connection's finish
 //	loopState.scan         → pipes' and relays' Service, deadlines, pool expiry
 //

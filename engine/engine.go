@@ -15,10 +15,12 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/dnscache"
 	"github.com/proxyto/proxyto/health"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/internal/gnetx"
+	"github.com/proxyto/proxyto/tlsfront"
 	"github.com/proxyto/proxyto/tunnel"
 	"github.com/proxyto/proxyto/upstream"
 )
@@ -35,15 +37,18 @@ type Engine struct {
 	limits limiter
 	fds    fdBudget
 	relay  tunnel.Config
+	gz     *compression.Pool // nil unless Config.Compress
 
 	defaultList *httpparse.UpstreamList // parsed --default-upstream, or nil
 
-	addr   string
-	self   selfAddrs
-	gnet   gnet.Engine
-	booted chan struct{}
-	done   chan error
-	hot    chan struct{} // a loop got work for its scan: wake the ticker
+	addr    string // the plain listener's, or "" without one
+	tlsAddr string // the TLS listener's, or "" without one
+	tls     *tlsfront.Server
+	self    selfAddrs
+	gnet    gnet.Engine
+	booted  chan struct{}
+	done    chan error
+	hot     chan struct{} // a loop got work for its scan: wake the ticker
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loopState]
@@ -106,42 +111,72 @@ func New(cfg Config) (*Engine, error) {
 		AllowLinkLocal: cfg.AllowLinkLocal,
 		TLS:            tlsCfg,
 	}
+	if cfg.Compress {
+		e.gz = compression.NewPool(0)
+	}
+	if cfg.TLSListen != "" {
+		if e.tls, err = e.newTLSFront(); err != nil {
+			return nil, err
+		}
+	}
 	e.dials.init(cfg.DialWorkers)
 	loops := cfg.Loops
 	if loops <= 0 {
 		loops = runtime.NumCPU()
 	}
 	e.fds.init(cfg, loops)
-	e.limits.init(cfg, e.fds.conns())
+	e.limits.init(cfg)
 	e.loops.Store(&[]*loopState{})
 	return e, nil
 }
 
-// Start binds the client listener, starts the event loops, and returns once
-// clients can connect.
+// Start binds the client listeners, starts the event loops, and returns
+// once clients can connect.
 //
-// gnet accepts the clients itself, each loop on its own SO_REUSEPORT
-// listener, so a new connection costs no thread hand-off. The port is first
-// reserved with a bound (not listening) socket of the same reuse group, so
-// that ":0" yields one port for all loops and no other process can take it
-// in between.
+// gnet accepts the plain listener's clients itself, each loop on its own
+// SO_REUSEPORT listener, so a new connection costs no thread hand-off. The
+// port is first reserved with a bound (not listening) socket of the same
+// reuse group, so that ":0" yields one port for all loops and no other
+// process can take it in between. The TLS listener has one socket and
+// tlsfront's accept loop (tlslistener.go).
 func (e *Engine) Start() error {
 	if err := gnetx.SelfCheck(); err != nil {
 		return err
 	}
-	resv, addr, err := reservePort(e.cfg.Listen, e.cfg.ReusePort)
+	// gnet's Engine (Register, Stop) refuses to work without a listener:
+	// without a plain listener, the loops get one on an ephemeral loopback
+	// port, retired as soon as they run (gnetx.RetireListeners).
+	listen, placeholder := e.cfg.Listen, e.cfg.Listen == ""
+	if placeholder {
+		listen = "127.0.0.1:0"
+	}
+	resv, addr, err := reservePort(listen, e.cfg.ReusePort && !placeholder)
 	if err != nil {
 		return fmt.Errorf("proxyto: listen %s: %w", e.cfg.Listen, err)
 	}
 	defer unix.Close(resv)
-	e.addr = addr
-	e.self.init(append([]string{e.addr}, e.cfg.SelfAddrs...))
+	if !placeholder {
+		e.addr = addr
+	}
+	var tlsLn net.Listener
+	if e.tls != nil {
+		ln, addr, err := listenTLS(e.cfg.TLSListen, e.cfg.ReusePort)
+		if err != nil {
+			return fmt.Errorf("proxyto: tls-listen %s: %w", e.cfg.TLSListen, err)
+		}
+		tlsLn, e.tlsAddr = ln, addr
+	}
+	e.self.init(append([]string{e.addr, e.tlsAddr}, e.cfg.SelfAddrs...))
 
 	opts := []gnet.Option{
 		gnet.WithReusePort(true),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetx.Logger{Logf: e.cfg.Logf}),
+		// Engine.Register (the TLS listener's hand-over) picks a loop
+		// with it; the round-robin default is not safe for concurrent
+		// callers.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
 	if e.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(e.cfg.Loops))
@@ -164,23 +199,43 @@ func (e *Engine) Start() error {
 	}()
 	<-e.booted
 	if e.gnet.Validate() != nil {
+		if tlsLn != nil {
+			_ = tlsLn.Close()
+		}
 		select {
 		case derr := <-e.done:
-			return fmt.Errorf("proxyto: listen %s: %w", addr, derr)
+			return fmt.Errorf("proxyto: listen %s: %w", e.addr, derr)
 		case <-time.After(5 * time.Second):
 			return errors.New("proxyto: event loops failed to start")
 		}
+	}
+	if placeholder {
+		gnetx.RetireListeners(addr)
+	}
+	if tlsLn != nil {
+		go func() {
+			if err := e.tls.Serve(tlsLn); err != nil && !e.draining.Load() && !e.stopped.Load() {
+				e.logf("proxyto: TLS listener %s stopped: %v", e.tlsAddr, err)
+			}
+		}()
 	}
 	go e.ticker()
 	return nil
 }
 
-// MaxConns is the cap on concurrent client connections in force: the
+// MaxConns is the cap on concurrent plain client connections in force: the
 // configured one, or what the descriptor limit allows (each connection
-// counts two descriptors, beside a reserve), whichever is lower.
-func (e *Engine) MaxConns() int { return e.limits.maxConns }
+// counts two descriptors, beside a reserve; one from the TLS listener
+// four), whichever is lower.
+func (e *Engine) MaxConns() int {
+	if m := e.limits.maxConns; m > 0 && m < e.fds.conns() {
+		return m
+	}
+	return e.fds.conns()
+}
 
-// Addr is the bound client listener address ("127.0.0.1:8080").
+// Addr is the bound plain client listener address ("127.0.0.1:8080"), or
+// "" without one.
 func (e *Engine) Addr() string { return e.addr }
 
 // Ready reports whether the engine takes new work (false while draining).
@@ -191,13 +246,19 @@ func (e *Engine) Ready() bool { return !e.draining.Load() && !e.stopped.Load() }
 func (e *Engine) Done() <-chan error { return e.done }
 
 // Shutdown drains: it stops accepting (the listeners are retired, so new
-// connections are refused and a TCP balancer in front moves on), answers new
-// requests on open connections with 503, closes idle connections, and waits
-// until every in-flight request and tunnel finished or ctx ends; then it
-// stops the event loops. Safe to call once.
+// connections are refused and a TCP balancer in front moves on; TLS
+// handshakes in progress are aborted), answers new requests on open
+// connections with 503, closes idle connections, and waits until every
+// in-flight request and tunnel finished or ctx ends; then it stops the
+// event loops. Safe to call once.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	gnetx.RetireListeners(e.addr)
+	if e.addr != "" {
+		gnetx.RetireListeners(e.addr)
+	}
+	if e.tls != nil {
+		_ = e.tls.Close()
+	}
 	e.forEachLoop(func(ls *loopState) { ls.closeIdle() })
 	var err error
 	t := time.NewTicker(20 * time.Millisecond)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/httpparse"
 	"github.com/proxyto/proxyto/proxystatus"
 	"github.com/proxyto/proxyto/tunnel"
@@ -42,6 +43,7 @@ type httpExchange struct {
 	hsStart   time.Time
 
 	isHead   bool
+	gzipOK   bool // the client's Accept-Encoding allows gzip (with Config.Compress)
 	upgrade  bool
 	closeCli bool // close the client connection after this exchange
 	hasBody  bool // the request has a body (reqFraming)
@@ -88,6 +90,7 @@ func (x *httpExchange) start(buf []byte, n int, ups upstreams) {
 	cc, r := x.cc, &x.cc.ls.req
 	x.ups = ups
 	x.isHead, x.closeCli, x.upgrade = r.Head, r.WantsClose(), false
+	x.gzipOK = cc.e.gz != nil && compression.AcceptsGzip(r, buf)
 	x.reusable, x.pooled, x.retried, x.reqStarted, x.respUntil = false, false, false, false, false
 	x.reported = [2]int64{}
 	first := x.ups.entry(0)
@@ -388,10 +391,20 @@ func (x *httpExchange) responseHead() {
 			f, x.respUntil = tunnel.Unlimited(), true
 		}
 		x.reusable = !resp.WantsClose(x.isHead)
-		if x.respUntil || cc.e.draining.Load() {
+		enc, cf := x.encoder(resp, buf)
+		// A body that runs until the upstream closes must end the client's
+		// connection too, unless compression frames it in chunks.
+		if x.respUntil && (enc == nil || cf != compression.Chunked) || cc.e.draining.Load() {
 			x.closeCli = true
 		}
-		out = resp.AppendEndToEnd(out, buf, false)
+		if enc != nil {
+			if cf == compression.UntilClose {
+				x.closeCli = true // the body ends when the connection does
+			}
+			out = compression.AppendHeader(out, resp, buf, cf)
+		} else {
+			out = resp.AppendEndToEnd(out, buf, false)
+		}
 		if x.closeCli {
 			out = append(out, "Connection: close\r\n"...)
 		} else if x.fwd.Minor == 0 {
@@ -406,9 +419,35 @@ func (x *httpExchange) responseHead() {
 		cc.deadline = x.lastActive + int64(cc.e.cfg.TunnelIdleTimeout)
 		// Body bytes that arrived with the head leave in the same write:
 		// one system call for a small response instead of two.
+		if enc != nil {
+			x.afterResponseBytes(x.respPipe.StartTransformed(&x.up.end, &cc.end, f, out, n, enc))
+			return
+		}
 		x.afterResponseBytes(x.respPipe.StartAfter(&x.up.end, &cc.end, f, out, n))
 		return
 	}
+}
+
+// encoder decides, with Config.Compress, whether the response parsed from
+// buf is gzipped for the client, and if so returns the encoder (which the
+// response pipe then owns) and the client's framing. It is nil when a rule
+// refuses, or when the encoder pool is at its bound (the response goes as
+// it is).
+func (x *httpExchange) encoder(resp *httpparse.Response, buf []byte) (*compression.Encoder, compression.Framing) {
+	e := x.cc.e
+	if e.gz == nil {
+		return nil, 0
+	}
+	v := compression.Decide(x.gzipOK, x.isHead, resp, buf)
+	var enc *compression.Encoder
+	cf := compression.FramingFor(x.fwd.Minor)
+	if v == compression.Compress {
+		if enc = e.gz.Get(cf); enc == nil {
+			v = compression.Busy
+		}
+	}
+	e.cfg.Observer.CompressionDecided(v)
+	return enc, cf
 }
 
 // afterResponseBytes reports response body bytes and finishes a complete
@@ -476,6 +515,7 @@ func (x *httpExchange) drop(u *upstreamConn) {
 
 // end releases what the exchange held and makes it idle.
 func (x *httpExchange) end() {
+	x.respPipe.Release() // the encoder of a response that did not finish
 	x.ups.release(x.cc.ls)
 	x.ups.authSeen = x.ups.authSeen[:0]
 	x.dropReplay()
@@ -533,7 +573,12 @@ func (x *httpExchange) upstreamClosed(u *upstreamConn, err error) {
 		x.fail(pe)
 	case hStreaming:
 		if x.respUntil {
-			x.finish() // the body ended with the connection
+			// The body ended with the connection; a compressed one still
+			// owes the client its end.
+			if x.respPipe.EndMessage() != nil {
+				x.closeCli = true
+			}
+			x.finish()
 			return
 		}
 		x.fail(proxystatus.New(proxystatus.ConnectionTerminated, "upstream closed the connection mid-response"))

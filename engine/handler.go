@@ -8,7 +8,8 @@ import (
 // friends are not the engine's API; it only finds whose connection an event
 // is for. A connection's gnet context says what it is: an accepted client
 // (*clientConn), an upstream (*upstreamConn, set by the dial before OnOpen),
-// or nothing (a connection proxyto is done with).
+// a TLS client until its OnOpen (*tlsClient), or nothing (a connection
+// proxyto is done with).
 type handler struct {
 	gnet.BuiltinEventEngine
 	e *Engine
@@ -21,13 +22,18 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// OnOpen is called for an accepted client (no context yet) or a dialed
+// OnOpen is called for a client accepted on the plain listener (no context
+// yet), a client the TLS listener handed over (*tlsClient), or a dialed
 // upstream.
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if u, ok := c.Context().(*upstreamConn); ok {
-		return h.e.openUpstream(c, u)
+	switch x := c.Context().(type) {
+	case *upstreamConn:
+		return h.e.openUpstream(c, x)
+	case *tlsClient:
+		c.SetContext(nil)
+		return h.e.openClient(c, x.client, true)
 	}
-	return h.e.openClient(c)
+	return h.e.openClient(c, addrPortOf(c.RemoteAddr()), false)
 }
 
 // OnTraffic is called for readable bytes on either kind of connection.

@@ -18,12 +18,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/engine"
 	"github.com/proxyto/proxyto/proxystatus"
 )
@@ -639,6 +641,7 @@ func (c *client) echoCheck(msg string) {
 // ---------------------------------------------------------------- observer
 
 type record struct {
+	client   netip.AddrPort
 	kind     engine.Kind
 	method   string
 	target   string
@@ -658,6 +661,8 @@ type obsStats struct {
 	dials, handshakes            int
 	poolHits, poolMisses         int
 	limits                       [engine.NumLimitReasons]int
+	proxyFailures                [engine.NumProxyFailures]int
+	compression                  [compression.NumReasons]int
 	up, down                     int64
 	ejected                      map[int]int      // by route ID (-1: X-Proxy-To lists)
 	relayedBy                    map[[2]int]int64 // bytes by (route, user)
@@ -694,6 +699,12 @@ func (r *recorder) PoolUsed(hit bool) {
 	})
 }
 func (r *recorder) LimitRejected(l engine.LimitReason) { r.with(func(s *obsStats) { s.limits[l]++ }) }
+func (r *recorder) ProxyHeaderFailed(f engine.ProxyFailure) {
+	r.with(func(s *obsStats) { s.proxyFailures[f]++ })
+}
+func (r *recorder) CompressionDecided(v compression.Reason) {
+	r.with(func(s *obsStats) { s.compression[v]++ })
+}
 func (r *recorder) Relayed(route, user, up, down int) {
 	r.with(func(s *obsStats) {
 		s.up += int64(up)
@@ -714,7 +725,7 @@ func (r *recorder) UpstreamEjected(route int) {
 }
 func (r *recorder) Done(x *engine.Record) {
 	rc := record{
-		kind: x.Kind, method: string(x.Method), target: string(x.Target), upstream: string(x.Upstream),
+		client: x.Client, kind: x.Kind, method: string(x.Method), target: string(x.Target), upstream: string(x.Upstream),
 		status: x.Status, in: x.BytesIn, out: x.BytesOut, errType: x.Error, detail: x.Detail,
 		route: x.Route, user: x.User,
 	}

@@ -33,11 +33,8 @@ type ipState struct {
 	last   time.Time
 }
 
-func (l *limiter) init(cfg Config, fdConns int) {
+func (l *limiter) init(cfg Config) {
 	l.maxConns, l.maxPerIP = cfg.MaxConns, cfg.MaxConnsPerIP
-	if l.maxConns <= 0 || l.maxConns > fdConns {
-		l.maxConns = fdConns
-	}
 	l.rate, l.burst = cfg.RatePerIP, float64(cfg.RateBurst)
 	l.perIP = make(map[netip.Addr]*ipState)
 }
@@ -120,16 +117,31 @@ func (l *limiter) sweep(now time.Time) {
 
 // The descriptor budget. gnet stops its event loops, and so the whole
 // process, when accept fails for want of a descriptor, so proxyto must
-// refuse connections well before that: each client connection is counted
-// as two descriptors (itself and its upstream), and a reserve covers what
+// refuse connections well before that: each client connection takes its
+// descriptors from the budget when it opens (fdsPlain, or fdsTLS) and gives
+// them back when it and its upstream are gone, and a reserve covers what
 // else holds descriptors: listeners, event loops, dials in progress (a dial
-// holds two for a moment), the splice path's pipes and duplicates, and idle
-// pooled connections, which are kept only while the budget has room.
+// holds two for a moment), TLS handshakes, the splice path's pipes and
+// duplicates. Idle pooled connections are kept only while the budget has
+// room, and give way to clients.
 type fdBudget struct {
 	limit   int // RLIMIT_NOFILE (soft; Go raises it to the hard limit at start)
 	reserve int
+	used    atomic.Int64 // taken by open client connections
 	pooled  atomic.Int64 // idle pooled upstream connections, all loops
 }
+
+// A client connection's descriptors: a plain one is its socket and its
+// upstream's; one from the TLS listener is its socket, the two ends of its
+// bridge's socketpair, and its upstream's.
+const (
+	fdsPlain = 2
+	fdsTLS   = 4
+)
+
+// tlsHandshakes bounds the TLS listener's connections between accept and
+// hand-over, each holding a descriptor (three while handed over).
+const tlsHandshakes = 256
 
 // init reads the limit and sizes the reserve for loops event loops.
 func (b *fdBudget) init(cfg Config, loops int) {
@@ -142,17 +154,34 @@ func (b *fdBudget) init(cfg Config, loops int) {
 	// (tunnel.Config.SplicePipes, and the splice path's tunnel bound);
 	// the extra descriptor of dials in progress.
 	b.reserve = 64 + loops*4*64 + min(cfg.DialWorkers, 256)
+	if cfg.TLSListen != "" {
+		b.reserve += 3 * tlsHandshakes
+	}
 	if b.reserve > b.limit/2 {
 		b.reserve = b.limit / 2 // a small limit (tests): keep half for connections
 	}
 }
 
-// conns is how many client connections the budget admits.
-func (b *fdBudget) conns() int { return max(1, (b.limit-b.reserve)/2) }
+// conns is how many plain client connections the budget admits.
+func (b *fdBudget) conns() int { return max(1, (b.limit-b.reserve)/fdsPlain) }
 
-// mayPool reports whether one more idle connection fits beside clients.
-func (b *fdBudget) mayPool(clients int64) bool {
-	return 2*clients+b.pooled.Load()+1 <= int64(b.limit-b.reserve)
+// take claims n descriptors for a client connection, or reports that the
+// budget has no room for them. Idle pooled connections do not count: the
+// pool gives way (mayPool), and closes its idle connections as they expire.
+func (b *fdBudget) take(n int) bool {
+	if b.used.Add(int64(n)) > int64(b.limit-b.reserve) {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// put returns what take claimed.
+func (b *fdBudget) put(n int) { b.used.Add(-int64(n)) }
+
+// mayPool reports whether one more idle connection fits beside the clients'.
+func (b *fdBudget) mayPool() bool {
+	return b.used.Load()+b.pooled.Load()+1 <= int64(b.limit-b.reserve)
 }
 
 // limitResponse is the answer to a connection refused by a limit.

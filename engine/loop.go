@@ -34,9 +34,10 @@ type loopState struct {
 
 	// The loop's parsers: a head is parsed and acted on within one
 	// callback, so connections share them instead of carrying their own.
-	req  httpparse.Request
-	resp httpparse.Response
-	rec  Record // the access record being reported (Observer.Done keeps none)
+	req   httpparse.Request
+	resp  httpparse.Response
+	proxy httpparse.ProxyHeader
+	rec   Record // the access record being reported (Observer.Done keeps none)
 	// freeLists recycles X-Proxy-To lists (800 bytes each) between
 	// exchanges, so that idle connections do not hold one.
 	freeLists []*httpparse.UpstreamList
@@ -159,15 +160,15 @@ func (ls *loopState) scan() {
 	}
 }
 
-// closeIdle closes client connections that wait for a request, and pooled
-// upstream connections (draining).
+// closeIdle closes client connections that wait for a request (or for the
+// PROXY header before it), and pooled upstream connections (draining).
 func (ls *loopState) closeIdle() {
 	ls.pool.closeAll()
 	for i := len(ls.clients) - 1; i >= 0; i-- {
 		if i >= len(ls.clients) {
 			continue
 		}
-		if cc := ls.clients[i]; cc.st == cReadingHead && cc.headStart == 0 {
+		if cc := ls.clients[i]; (cc.st == cReadingHead || cc.st == cAwaitingProxy) && cc.headStart == 0 {
 			cc.end.Close()
 		}
 	}

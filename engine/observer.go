@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
@@ -54,6 +55,30 @@ func (r LimitReason) String() string {
 	return "draining"
 }
 
+// ProxyFailure says why a connection from a peer that must send a PROXY
+// protocol header (Config.ProxyPeers) was closed before its first request.
+type ProxyFailure uint8
+
+// The ways a PROXY protocol header can fail.
+const (
+	ProxyMissing    ProxyFailure = iota // the first bytes are not a PROXY header
+	ProxyMalformed                      // a header that does not follow the protocol
+	ProxyTooLong                        // a header over the parser's bounds
+	ProxyTimeout                        // no complete header within the client header timeout
+	ProxyIncomplete                     // the peer closed in the middle of the header
+	NumProxyFailures
+)
+
+var proxyFailureNames = [NumProxyFailures]string{"missing", "malformed", "too_long", "timeout", "incomplete"}
+
+// String names the failure for metric labels.
+func (f ProxyFailure) String() string {
+	if f >= NumProxyFailures {
+		return "malformed"
+	}
+	return proxyFailureNames[f]
+}
+
 // Record is one access-log line: a forwarded request or a finished tunnel.
 // The slices alias engine buffers and are valid only during Observer.Done; an
 // observer that keeps anything must copy it. Nothing in it holds a credential.
@@ -100,6 +125,15 @@ type Observer interface {
 	PoolUsed(hit bool)
 	// LimitRejected reports a client refused by a limit.
 	LimitRejected(r LimitReason)
+	// ProxyHeaderFailed reports a connection on the plain listener closed
+	// because its trusted peer sent no valid PROXY protocol header (the
+	// TLS listener reports its own through tlsfront.Observer).
+	ProxyHeaderFailed(f ProxyFailure)
+	// CompressionDecided reports, with Config.Compress, one plain-HTTP
+	// response's verdict: compression.Compress when it is gzipped,
+	// compression.Busy when the encoder pool was full, else the rule that
+	// refused.
+	CompressionDecided(r compression.Reason)
 	// Relayed reports bytes moved in a tunnel or body, as they move:
 	// up is client→upstream, down is upstream→client. route and user are
 	// the exchange's, as in Record (-1 for none).
@@ -123,6 +157,8 @@ func (nopObserver) UpstreamDialed(time.Duration, proxystatus.Type)    {}
 func (nopObserver) UpstreamHandshake(time.Duration, proxystatus.Type) {}
 func (nopObserver) PoolUsed(bool)                                     {}
 func (nopObserver) LimitRejected(LimitReason)                         {}
+func (nopObserver) ProxyHeaderFailed(ProxyFailure)                    {}
+func (nopObserver) CompressionDecided(compression.Reason)             {}
 func (nopObserver) Relayed(int, int, int, int)                        {}
 func (nopObserver) UpstreamEjected(int)                               {}
 func (nopObserver) Done(*Record)                                      {}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/proxyto/proxyto/httpparse"
@@ -17,8 +16,7 @@ import (
 // scan drops keys that have been empty for a pool timeout.
 type upstreamPool struct {
 	idle    map[string]*poolKey
-	fds     *fdBudget     // counts idle connections against the descriptor budget
-	clients *atomic.Int64 // client connections, which the budget serves first
+	fds     *fdBudget // counts idle connections against the descriptor budget
 	maxIdle int
 	timeout int64
 	keyBuf  []byte
@@ -50,7 +48,7 @@ const (
 
 func (p *upstreamPool) init(e *Engine) {
 	cfg := e.cfg
-	p.fds, p.clients = &e.fds, &e.clients
+	p.fds = &e.fds
 	p.idle = make(map[string]*poolKey)
 	p.maxIdle = cfg.PoolMaxIdlePerKey
 	p.timeout = int64(cfg.PoolIdleTimeout)
@@ -145,7 +143,7 @@ func (p *upstreamPool) put(uc *upstreamConn, u *httpparse.Upstream) {
 		p.idle[pk.key] = pk
 	}
 	now := time.Now().UnixNano()
-	if len(pk.conns) >= p.maxIdle || now < pk.noPoolUntil || !p.fds.mayPool(p.clients.Load()) {
+	if len(pk.conns) >= p.maxIdle || now < pk.noPoolUntil || !p.fds.mayPool() {
 		uc.end.Close()
 		return
 	}

@@ -16,8 +16,15 @@ type clientState uint8
 
 const (
 	// cReadingHead: waiting for a request head (idle between requests, or
-	// part of one arrived).
+	// part of one arrived). Where a connection starts, unless its peer must
+	// send a PROXY protocol header.
 	cReadingHead clientState = iota
+	// cAwaitingProxy [transient]: a connection from a peer in ProxyPeers
+	// (a load balancer) waits for its PROXY protocol header, within the
+	// client header timeout from accept. It is not admitted by the limits
+	// yet: they count the client the header names. A connection starts
+	// here or in cReadingHead.
+	cAwaitingProxy
 	// cExchange: an exchange (a tunnel or a plain-HTTP request) owns the
 	// connection.
 	cExchange
@@ -34,17 +41,20 @@ const (
 	numClientStates
 )
 
-var clientStateNames = [numClientStates]string{"reading-head", "exchange", "flushing", "linger", "closed"}
+var clientStateNames = [numClientStates]string{"reading-head", "awaiting-proxy", "exchange", "flushing", "linger", "closed"}
 
 func (s clientState) String() string { return clientStateNames[s] }
 
 // clientNext lists the legal transitions of a client connection.
 var clientNext = [numClientStates]uint32{
 	cReadingHead: bits(cExchange, cLinger, cClosed),
-	cExchange:    bits(cReadingHead, cFlushing, cLinger, cClosed),
-	cFlushing:    bits(cLinger, cClosed),
-	cLinger:      bits(cClosed),
-	cClosed:      0,
+	// A header accepted: its client's first request; refused by a limit:
+	// answered 429; anything else closes without a word.
+	cAwaitingProxy: bits(cReadingHead, cLinger, cClosed),
+	cExchange:      bits(cReadingHead, cFlushing, cLinger, cClosed),
+	cFlushing:      bits(cLinger, cClosed),
+	cLinger:        bits(cClosed),
+	cClosed:        0,
 }
 
 // tunnelState is where a tunnel (a CONNECT, or a request upgraded after

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/engine"
 	"github.com/proxyto/proxyto/proxystatus"
 )
@@ -39,6 +40,8 @@ func TestObserverAllocs(t *testing.T) {
 		{"UpstreamHandshake", func() { o.UpstreamHandshake(time.Millisecond, proxystatus.HTTPResponseTimeout) }},
 		{"PoolUsed", func() { o.PoolUsed(true); o.PoolUsed(false) }},
 		{"LimitRejected", func() { o.LimitRejected(engine.LimitConnsPerIP) }},
+		{"ProxyHeaderFailed", func() { o.ProxyHeaderFailed(engine.ProxyTimeout) }},
+		{"CompressionDecided", func() { o.CompressionDecided(compression.Compress); o.CompressionDecided(compression.Busy) }},
 		{"Relayed", func() { o.Relayed(-1, -1, 16384, 1500) }},
 		{"Done access off", func() { o.Done(rec); o.Done(ok) }},
 		{"Done level warn", func() { warn.Observer().Done(rec) }},

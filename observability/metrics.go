@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/engine"
 	"github.com/proxyto/proxyto/proxystatus"
 )
@@ -16,22 +17,24 @@ import (
 // created at zero in newMetrics, so the observer resolves nothing per event.
 // No label ever holds a host, a target or a credential.
 const (
-	mRequests       = "proxyto_requests_total"               // {kind, error}
-	mErrors         = "proxyto_errors_total"                 // {type}
-	mUpstreamErrors = "proxyto_upstream_errors_total"        // {stage, type}
-	mClients        = "proxyto_client_connections"           // gauge
-	mClientsTotal   = "proxyto_client_connections_total"     // counter
-	mClientsLimit   = "proxyto_client_connections_limit"     // gauge
-	mTunnels        = "proxyto_tunnels_active"               // gauge
-	mDial           = "proxyto_upstream_dial_seconds"        // histogram {result}
-	mHandshake      = "proxyto_upstream_handshake_seconds"   // histogram {result}
-	mDuration       = "proxyto_request_duration_seconds"     // histogram {kind}
-	mBytes          = "proxyto_bytes_total"                  // {direction}
-	mPool           = "proxyto_pool_requests_total"          // {result}
-	mLimits         = "proxyto_limit_rejections_total"       // {reason}
-	mAccessDropped  = "proxyto_access_log_sampled_out_total" // counter
-	mBuildInfo      = "proxyto_build_info"                   // {version, goversion}
-	mReady          = "proxyto_ready"                        // gauge func
+	mRequests       = "proxyto_requests_total"                // {kind, error}
+	mErrors         = "proxyto_errors_total"                  // {type}
+	mUpstreamErrors = "proxyto_upstream_errors_total"         // {stage, type}
+	mClients        = "proxyto_client_connections"            // gauge
+	mClientsTotal   = "proxyto_client_connections_total"      // counter
+	mClientsLimit   = "proxyto_client_connections_limit"      // gauge
+	mTunnels        = "proxyto_tunnels_active"                // gauge
+	mDial           = "proxyto_upstream_dial_seconds"         // histogram {result}
+	mHandshake      = "proxyto_upstream_handshake_seconds"    // histogram {result}
+	mDuration       = "proxyto_request_duration_seconds"      // histogram {kind}
+	mBytes          = "proxyto_bytes_total"                   // {direction}
+	mPool           = "proxyto_pool_requests_total"           // {result}
+	mLimits         = "proxyto_limit_rejections_total"        // {reason}
+	mProxyFailures  = "proxyto_proxy_protocol_failures_total" // {reason}
+	mCompression    = "proxyto_compression_responses_total"   // {verdict}
+	mAccessDropped  = "proxyto_access_log_sampled_out_total"  // counter
+	mBuildInfo      = "proxyto_build_info"                    // {version, goversion}
+	mReady          = "proxyto_ready"                         // gauge func
 )
 
 // Indexes of the result label of the upstream histograms.
@@ -64,6 +67,8 @@ type metrics struct {
 	poolHit        prometheus.Counter
 	poolMiss       prometheus.Counter
 	limits         [engine.NumLimitReasons]prometheus.Counter
+	proxyFailures  [engine.NumProxyFailures]prometheus.Counter
+	compression    [compression.NumReasons]prometheus.Counter
 	accessDropped  prometheus.Counter
 
 	ready atomic.Pointer[func() bool] // set by ServeAdmin; nil means ready
@@ -157,6 +162,19 @@ func newMetrics(reg *prometheus.Registry, version string, maxConns int) *metrics
 		m.limits[r] = limits.WithLabelValues(r.String())
 	}
 
+	proxyFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: mProxyFailures, Help: "Connections on the plain listener from a --proxy-protocol-from peer closed without a valid PROXY protocol header, by reason (missing, malformed, too_long, timeout, incomplete). The TLS listener counts its own as proxyto_tls_handshake_failures_total{reason=\"proxy_header\"}.",
+	}, []string{"reason"})
+	for f := engine.ProxyFailure(0); f < engine.NumProxyFailures; f++ {
+		m.proxyFailures[f] = proxyFailures.WithLabelValues(f.String())
+	}
+	compressed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: mCompression, Help: "Plain-HTTP responses under --compress, by verdict: compress (gzipped), busy (every rule allowed it but the encoder pool was full), or the first rule that refused.",
+	}, []string{"verdict"})
+	for r := compression.Reason(0); r < compression.NumReasons; r++ {
+		m.compression[r] = compressed.WithLabelValues(r.String())
+	}
+
 	m.accessDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: mAccessDropped, Help: "Access lines not written because of --access-log-sample.",
 	})
@@ -177,7 +195,7 @@ func newMetrics(reg *prometheus.Registry, version string, maxConns int) *metrics
 
 	reg.MustRegister(
 		requests, errs, upErrs, m.clients, m.clientsTotal, limit, m.tunnels,
-		dial, handshake, duration, bytes, pool, limits, m.accessDropped, build, ready,
+		dial, handshake, duration, bytes, pool, limits, proxyFailures, compressed, m.accessDropped, build, ready,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -218,8 +218,8 @@ func (s *Stack) Close() {
 	_ = s.ws.Stop()
 }
 
-// Str, Dur, Err, Int and Strs are zap field helpers so cmd need not import
-// zap.
+// Str, Dur, Err, Int, Bool and Strs are zap field helpers so cmd need not
+// import zap.
 func Str(k, v string) zap.Field { return zap.String(k, v) }
 
 // Dur is a duration field written with its unit, as Go prints durations
@@ -233,6 +233,9 @@ func Err(err error) zap.Field { return zap.Error(err) }
 
 // Int is an integer field.
 func Int(k string, v int) zap.Field { return zap.Int(k, v) }
+
+// Bool is a boolean field.
+func Bool(k string, v bool) zap.Field { return zap.Bool(k, v) }
 
 // Strs is a list of strings field.
 func Strs(k string, v []string) zap.Field { return zap.Strings(k, v) }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/engine"
 	"github.com/proxyto/proxyto/proxystatus"
 )
@@ -105,6 +106,23 @@ func (o *observer) LimitRejected(r engine.LimitReason) {
 		r = engine.LimitDraining
 	}
 	o.m.limits[r].Inc()
+}
+
+// ProxyHeaderFailed counts a connection closed for want of a valid PROXY
+// protocol header.
+func (o *observer) ProxyHeaderFailed(f engine.ProxyFailure) {
+	if f >= engine.NumProxyFailures {
+		f = engine.ProxyMalformed
+	}
+	o.m.proxyFailures[f].Inc()
+}
+
+// CompressionDecided counts one plain-HTTP response's compression verdict.
+func (o *observer) CompressionDecided(r compression.Reason) {
+	if r >= compression.NumReasons {
+		r = compression.NotText
+	}
+	o.m.compression[r].Inc()
 }
 
 // Relayed adds relayed bytes; called per chunk, so it is two atomic adds,
@@ -322,6 +340,8 @@ func (logOnly) UpstreamDialed(time.Duration, proxystatus.Type)    {}
 func (logOnly) UpstreamHandshake(time.Duration, proxystatus.Type) {}
 func (logOnly) PoolUsed(bool)                                     {}
 func (logOnly) LimitRejected(engine.LimitReason)                  {}
+func (logOnly) ProxyHeaderFailed(engine.ProxyFailure)             {}
+func (logOnly) CompressionDecided(compression.Reason)             {}
 func (logOnly) Relayed(int, int, int, int)                        {}
 func (logOnly) UpstreamEjected(int)                               {}
 func (l logOnly) Done(r *engine.Record)                           { l.o.writeAccess(r) }

@@ -9,7 +9,11 @@
 #
 # Env: PROXYTO_BIN (default: go build ./cmd/proxyto), NGINX_TEST_STANDIN=1 uses
 #      scripts/tools/cmd/fakeproxyto instead (to test this script), KEEP=1 keeps the temp dir,
-#      NGINX_PROXY_PROTOCOL=1 has NGINX send PROXY protocol headers to replicas that require them.
+#      NGINX_PROXY_PROTOCOL=1 has NGINX send PROXY protocol headers to replicas that require them
+#      and run with --max-conns-per-ip 1: a phase then proves that they see each client's own
+#      address (127.0.0.2 and 127.0.0.3 through one NGINX) in per-IP limits and access logs,
+#      and the drain phase's clients come from different addresses (they would be refused
+#      as one client otherwise).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/scripts/tools/lib.sh"
@@ -62,8 +66,11 @@ UP=$(kv "$W/up.addr" proxy) ORIGIN=$(kv "$W/up.addr" origin)
 
 # NGINX_PROXY_PROTOCOL=1: NGINX sends PROXY protocol headers and the replicas
 # require them from loopback (deploy/nginx/nginx.conf.tmpl @@PROXY_PROTOCOL@@).
-PP_ARGS=() PP_LINE=""
-if [ "${NGINX_PROXY_PROTOCOL:-0}" = 1 ]; then PP_ARGS=(--proxy-protocol-from 127.0.0.0/8) PP_LINE="proxy_protocol on;"; fi
+PP=${NGINX_PROXY_PROTOCOL:-0} PP_ARGS=() PP_LINE=""
+if [ "$PP" = 1 ]; then
+  [ "${NGINX_TEST_STANDIN:-0}" = 1 ] && die "NGINX_PROXY_PROTOCOL=1 needs the real proxyto, not the stand-in"
+  PP_ARGS=(--proxy-protocol-from 127.0.0.0/8 --max-conns-per-ip 1) PP_LINE="proxy_protocol on;"
+fi
 declare -A LISTEN=() ADMIN=()
 start_replica() { # start_replica NAME: start it on fresh ports, retrying when a port is taken
   local name=$1 attempt ports
@@ -111,9 +118,12 @@ done
 [ "$up" = 1 ] || die "nginx: no free port after 3 attempts"
 log "nginx (pid ${PIDS[nginx]}) on $NGX"
 
-# tunnel PATH / plain PATH: one request through NGINX; prints the body.
-tunnel() { curl -fsS -m 15 --noproxy '' -p -x "http://$NGX" --proxy-header "X-Proxy-To: $UP" "http://$ORIGIN$1"; }
-plain() { curl -fsS -m 15 --noproxy '' -x "http://$NGX" -H "X-Proxy-To: $UP" "http://$ORIGIN$1"; }
+# tunnel PATH [FROM] / plain PATH [FROM]: one request through NGINX, from
+# the loopback address FROM (default 127.0.0.1); prints the body.
+tunnel() { curl -fsS -m 15 --noproxy '' --interface "${2:-127.0.0.1}" -p -x "http://$NGX" --proxy-header "X-Proxy-To: $UP" "http://$ORIGIN$1"; }
+plain() { curl -fsS -m 15 --noproxy '' --interface "${2:-127.0.0.1}" -x "http://$NGX" -H "X-Proxy-To: $UP" "http://$ORIGIN$1"; }
+# status PATH FROM: the status code of a plain request from FROM.
+status() { curl -s -o /dev/null -w '%{http_code}' -m 15 --noproxy '' --interface "$2" -x "http://$NGX" -H "X-Proxy-To: $UP" "http://$ORIGIN$1" || true; }
 # served NAME: requests and tunnels this replica finished (sum of proxyto_requests_total).
 served() { curl -fsS -m 2 --noproxy '*' "http://${ADMIN[$1]}/metrics" 2>/dev/null | awk '/^proxyto_requests_total/{s+=$NF} END{print s+0}'; }
 # open_conns NAME: client connections open now (proxyto_client_connections).
@@ -128,11 +138,40 @@ sa=$(served a) sb=$(served b)
 log "20 tunnels and plain requests ok; replica a served $sa, b served $sb"
 [ "$sa" -gt 0 ] && [ "$sb" -gt 0 ] || die "least_conn did not spread the load over both replicas (a=$sa b=$sb)"
 
+if [ "$PP" = 1 ]; then
+  phase "client addresses through PROXY protocol"
+  # Two slow tunnels from 127.0.0.2, one on each replica (least_conn): with
+  # --max-conns-per-ip 1 a third connection from 127.0.0.2 is refused
+  # wherever it lands, while 127.0.0.3, through the same NGINX, is served.
+  tunnel "/slow?d=3s" 127.0.0.2 >"$W/pp1.out" 2>"$W/pp1.err" & PIDS[pp1]=$!
+  tunnel "/slow?d=3s" 127.0.0.2 >"$W/pp2.out" 2>"$W/pp2.err" & PIDS[pp2]=$!
+  for ((i = 0; i < 50; i++)); do [ $(($(open_conns a) + $(open_conns b))) -ge 2 ] && break; sleep 0.1; done
+  [ "$(open_conns a)" = 1 ] && [ "$(open_conns b)" = 1 ] || die "the two slow tunnels are not one per replica (a=$(open_conns a) b=$(open_conns b))"
+  code=$(status /small 127.0.0.2)
+  [ "$code" = 429 ] || die "a third connection from 127.0.0.2 got $code, want 429 (--max-conns-per-ip 1 by the PROXY header's address)"
+  [ "$(plain /small 127.0.0.3 | wc -c)" -eq 128 ] || die "127.0.0.3 was not served beside 127.0.0.2's connections"
+  for s in pp1 pp2; do
+    wait "${PIDS[$s]}" || { cat "$W/$s.err" >&2; die "slow tunnel $s from 127.0.0.2 failed"; }
+    unset "PIDS[$s]"
+  done
+  # Access lines are written by a buffered writer: give it a moment.
+  seen=0
+  for ((i = 0; i < 50; i++)); do
+    grep -qh '"client":"127.0.0.2:' "$W/a.log" "$W/b.log" && grep -qh '"client":"127.0.0.3:' "$W/a.log" "$W/b.log" && { seen=1; break; }
+    sleep 0.1
+  done
+  [ $seen = 1 ] || die "the replicas' access logs do not show the clients 127.0.0.2 and 127.0.0.3"
+  log "per-IP limits and access logs see 127.0.0.2 and 127.0.0.3 through one NGINX"
+fi
+
 phase "drain one replica"
 # Two slow requests (4 s each) in flight: least_conn puts one on each replica.
-tunnel "/slow?d=4s" >"$W/slow1.out" 2>"$W/slow1.err" & PIDS[slow1]=$!
+# They come from addresses of their own: with PROXY protocol and
+# --max-conns-per-ip 1, the requests from 127.0.0.1 during the drain must
+# not share an address with them.
+tunnel "/slow?d=4s" 127.0.0.2 >"$W/slow1.out" 2>"$W/slow1.err" & PIDS[slow1]=$!
 sleep 0.3
-plain "/slow?d=4s" >"$W/slow2.out" 2>"$W/slow2.err" & PIDS[slow2]=$!
+plain "/slow?d=4s" 127.0.0.3 >"$W/slow2.out" 2>"$W/slow2.err" & PIDS[slow2]=$!
 sleep 0.5
 victim=a other=b
 [ "$(open_conns a)" -gt 0 ] || { victim=b other=a; }

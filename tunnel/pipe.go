@@ -31,32 +31,38 @@ type Pipe struct {
 	keep     *[]byte
 	keepMax  int
 	keepLost bool
-	// Moved counts the message bytes this pipe delivered.
+	// t, when set, rewrites the message on its way (transform.go).
+	t Transform
+	// Moved counts the message bytes this pipe delivered (with a
+	// Transform: the bytes of its output written).
 	Moved int64
 }
 
 // Start makes p carry the message framed by f from src to dst. It takes over
 // a pause of src (by its owner, before the pipe existed) as its own, and
 // moves what src already has buffered unless its destination is full.
-func (p *Pipe) Start(src, dst *End, f Framing) error { return p.start(src, dst, f, nil, 0, nil, 0) }
+func (p *Pipe) Start(src, dst *End, f Framing) error {
+	return p.start(src, dst, f, nil, 0, nil, 0, nil)
+}
 
 // StartAfter is Start for a message whose head the owner rewrote: head is
 // written first, together with the first message bytes, and the first skip
 // bytes src has buffered (the head as it arrived) are consumed. See
 // PumpAfter.
 func (p *Pipe) StartAfter(src, dst *End, f Framing, head []byte, skip int) error {
-	return p.start(src, dst, f, head, skip, nil, 0)
+	return p.start(src, dst, f, head, skip, nil, 0, nil)
 }
 
 // StartKeeping is Start that also copies the message bytes it delivers into
 // *keep, up to keepMax bytes (a request body kept for a retry on another
 // connection; see KeepLost).
 func (p *Pipe) StartKeeping(src, dst *End, f Framing, keep *[]byte, keepMax int) error {
-	return p.start(src, dst, f, nil, 0, keep, keepMax)
+	return p.start(src, dst, f, nil, 0, keep, keepMax, nil)
 }
 
-func (p *Pipe) start(src, dst *End, f Framing, head []byte, skip int, keep *[]byte, keepMax int) error {
-	*p = Pipe{src: src, dst: dst, f: f, keep: keep, keepMax: keepMax}
+func (p *Pipe) start(src, dst *End, f Framing, head []byte, skip int, keep *[]byte, keepMax int, t Transform) error {
+	p.Release() // an owner that forgot its last message's transform
+	*p = Pipe{src: src, dst: dst, f: f, keep: keep, keepMax: keepMax, t: t}
 	if f.Done() {
 		p.state = pipeEnded
 	} else if src.paused {
@@ -128,6 +134,9 @@ func (p *Pipe) pump(head []byte, skip int) (int, error) {
 	src := p.src
 	if src.src != nil {
 		return 0, p.pumpSource()
+	}
+	if p.t != nil {
+		return p.pumpTransform(head, skip)
 	}
 	if src.c == nil || (head == nil && src.c.InboundBuffered() <= skip) {
 		return 0, nil

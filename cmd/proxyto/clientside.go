@@ -6,31 +6,26 @@ import (
 	"github.com/proxyto/proxyto/httpparse"
 )
 
-// Errors of the client-side flags (--tls-listen, --tls-cert, --tls-key,
-// --proxy-protocol-from, --compress).
+// Errors of the client-side flags (--listen, --tls-listen, --tls-cert,
+// --tls-key, --proxy-protocol-from).
 var (
 	// errTLSPair occurs when --tls-listen is given without both --tls-cert
 	// and --tls-key, or either of those without --tls-listen.
 	errTLSPair = errors.New("proxyto: --tls-listen needs --tls-cert and --tls-key, and they need --tls-listen")
 
-	// errClientSideNotWired occurs when a client-side flag is set in a build
-	// whose engine does not take it yet: refusing beats a flag silently
-	// ignored.
-	errClientSideNotWired = errors.New("proxyto: --tls-listen, --proxy-protocol-from and --compress are not supported by this build's engine")
+	// errNoListener occurs when --listen is empty and there is no
+	// --tls-listen either: no client could ever connect.
+	errNoListener = errors.New(`proxyto: --listen "" needs --tls-listen: without either no client can connect`)
 )
 
-// checkClientSide validates the client-side flags and refuses them while the
-// engine cannot apply them.
-func (r *runCmd) checkClientSide() error {
+// checkClientSide validates the client-side flags and returns the PROXY
+// protocol peers.
+func (r *runCmd) checkClientSide() (httpparse.ProxyPeers, error) {
 	if (r.TLSListen != "") != (r.TLSCert != "" && r.TLSKey != "") || (r.TLSCert != "") != (r.TLSKey != "") {
-		return errTLSPair
+		return httpparse.ProxyPeers{}, errTLSPair
 	}
-	peers, err := httpparse.ParseProxyPeers(r.ProxyProtocolFrom)
-	if err != nil {
-		return err
+	if r.Listen == "" && r.TLSListen == "" {
+		return httpparse.ProxyPeers{}, errNoListener
 	}
-	if r.TLSListen != "" || !peers.Empty() || r.Compress {
-		return errClientSideNotWired
-	}
-	return nil
+	return httpparse.ParseProxyPeers(r.ProxyProtocolFrom)
 }

@@ -18,9 +18,14 @@ type reloader struct {
 	routes     *routes.Holder // nil without --routes
 	htpasswd   string
 	auth       *auth.Holder // nil without client authentication
+	tls        tlsReloader  // the engine; nil until it started
+	tlsCert    string       // --tls-cert; empty without a TLS listener
 
 	obs *observability.Stack
 }
+
+// tlsReloader reads the TLS listener's pair again (engine.Engine).
+type tlsReloader interface{ ReloadTLS() error }
 
 // reload runs on the main goroutine, never on an event loop.
 func (rl *reloader) reload() {
@@ -43,11 +48,16 @@ func (rl *reloader) reload() {
 			rl.warnUserNames()
 		}
 	}
-	// The TLS listener's certificate and key (--tls-cert, --tls-key) are
-	// read again here too, with the same rule: a pair that fails to load
-	// keeps the old one, and sets ok to false.
-	if rl.routes == nil && (rl.auth == nil || rl.htpasswd == "") {
-		rl.obs.Logger().Info("reload: no routes or htpasswd file to read again")
+	if rl.tls != nil && rl.tlsCert != "" {
+		if err := rl.tls.ReloadTLS(); err != nil {
+			ok = false
+			rl.obs.Logger().Error("reload: TLS certificate and key failed to load; the previous pair stays in use", observability.Err(err))
+		} else {
+			rl.obs.Logger().Info("reload: TLS certificate and key loaded", observability.Str("file", rl.tlsCert))
+		}
+	}
+	if rl.routes == nil && (rl.auth == nil || rl.htpasswd == "") && rl.tlsCert == "" {
+		rl.obs.Logger().Info("reload: no routes, htpasswd or TLS files to read again")
 	}
 	if a := rl.obs.Accounting(); a != nil {
 		a.ConfigReloaded(ok)

@@ -22,7 +22,7 @@ import (
 // in (the order of first appearance). Defaults are the engine's; see
 // engine.Config for what each one bounds.
 type runCmd struct {
-	Listen    string `group:"listeners" default:":8080" help:"Client listener address (plain TCP)."`
+	Listen    string `group:"listeners" default:":8080" help:"Client listener address (plain TCP); empty disables it (then --tls-listen is needed)."`
 	ReusePort bool   `group:"listeners" help:"Share --listen with other proxyto processes started with this flag (SO_REUSEPORT): the kernel spreads new connections over them. Without it, a port already in use refuses to start."`
 	Admin     string `group:"listeners" default:"127.0.0.1:9090" help:"Admin listener address (/health, /ready, /metrics); empty disables it."`
 	Loops     int    `group:"listeners" default:"0" help:"Event loops; 0 means one per CPU."`
@@ -91,7 +91,8 @@ var flagGroups = []kong.Group{
 }
 
 func (r *runCmd) Run(kctx *kong.Context) error {
-	if err := r.checkClientSide(); err != nil {
+	peers, err := r.checkClientSide()
+	if err != nil {
 		return err
 	}
 	// SIGHUP reloads; until the loop below listens, it must not end the
@@ -150,6 +151,12 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		Listen:                r.Listen,
 		ReusePort:             r.ReusePort,
 		Loops:                 r.Loops,
+		TLSListen:             r.TLSListen,
+		TLSCertFile:           r.TLSCert,
+		TLSKeyFile:            r.TLSKey,
+		TLSObserver:           obs.TLSObserver(),
+		ProxyPeers:            peers,
+		Compress:              r.Compress,
 		DialTimeout:           r.DialTimeout,
 		ResponseHeaderTimeout: r.ResponseHeaderTimeout,
 		ClientHeaderTimeout:   r.ClientHeaderTimeout,
@@ -196,7 +203,10 @@ func (r *runCmd) Run(kctx *kong.Context) error {
 		}
 		return err
 	}
-	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("admin", r.Admin), observability.Str("version", version), observability.Int("max_conns", eng.MaxConns()))
+	rl.tls, rl.tlsCert = eng, r.TLSCert
+	obs.Logger().Info("listening", observability.Str("listen", eng.Addr()), observability.Str("tls_listen", eng.TLSAddr()),
+		observability.Str("proxy_protocol_from", peers.String()), observability.Bool("compress", r.Compress),
+		observability.Str("admin", r.Admin), observability.Str("version", version), observability.Int("max_conns", eng.MaxConns()))
 
 	if r.Admin != "" {
 		if err := obs.ServeAdmin(r.Admin, eng.Ready, r.Pprof); err != nil {

@@ -4,7 +4,8 @@
 // hand the event loop such an end.
 //
 //	Start(tc)            socketpair; returns the outer end
-//	├── toPair           tc → inner end: wait readable (no buffer), read TLS,
+//	├── toPair           tc → inner end: first what the handshake left in
+//	│                    tls.Conn; then wait readable (no buffer), read TLS,
 //	│                    drain what tls.Conn already holds, write
 //	└── fromPair         inner end → tc: wait readable (no buffer), read, write
 //
@@ -109,7 +110,10 @@ const idleRelease = 2 * time.Second
 // toPair copies from the TLS session to the pair. At EOF (close_notify or a
 // FIN at a record boundary) it half-closes the pair.
 func (b *bridge) toPair() {
-	var err error
+	// The handshake may have read application data along with its last
+	// flight (a client's first request right behind its Finished): tc
+	// holds it, and the socket's readability will not announce it.
+	err := b.drainHeld()
 	released := false
 	for err == nil {
 		if err = b.waitTLS(released); err != nil {
@@ -183,6 +187,32 @@ func (b *bridge) drainTLS(buf []byte) error {
 		}
 	}
 	return err
+}
+
+// drainHeld writes to the pair what tc already holds decrypted or in
+// complete records, without waiting for the socket.
+func (b *bridge) drainHeld() error {
+	if b.tcWait == nil {
+		return nil // reads block: the first one returns what tc holds
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	_ = b.tc.SetReadDeadline(past)
+	defer b.tc.SetReadDeadline(time.Time{})
+	for {
+		n, err := b.tc.Read(*bp)
+		if n > 0 {
+			if _, werr := b.pair.Write((*bp)[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // cmpErr returns the first non-nil of a read and a write error.

@@ -132,6 +132,60 @@ func TestBufferedRecords(t *testing.T) {
 	}
 }
 
+// TestHeldBeforeStart: application data tls.Conn read before the bridge
+// started (a TLS client's first request arriving with its Finished, read by
+// the handshake) reaches the engine although the socket never becomes
+// readable again.
+func TestHeldBeforeStart(t *testing.T) {
+	ca := harness.NewTestCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	craw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sraw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := tls.Server(sraw, &tls.Config{Certificates: []tls.Certificate{ca.ServerCert}})
+	client := tls.Client(craw, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
+	defer client.Close()
+	herr := make(chan error, 1)
+	go func() { herr <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-herr; err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"first ", "second"} {
+		if _, err := client.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both records are in the socket; a one-byte read makes tls.Conn take
+	// them and keep all but that byte.
+	time.Sleep(50 * time.Millisecond)
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(server, one); err != nil || one[0] != 'f' {
+		t.Fatalf("first byte %q, %v", one, err)
+	}
+	outer, err := Start(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	_ = outer.SetDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len("irst second"))
+	if _, err := io.ReadFull(outer, got); err != nil || string(got) != "irst second" {
+		t.Fatalf("engine side got %q, %v; want the bytes the handshake's reads kept", got, err)
+	}
+}
+
 // TestHalfCloses checks both half-closes: the engine's CloseWrite reaches
 // the client as EOF while the client can still send, and the client's
 // close_notify reaches the engine while the engine can still send.

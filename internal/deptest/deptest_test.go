@@ -44,6 +44,8 @@ var (
 		"a pure package over bytes: the engine owns connections and buffers, so it stays testable and fuzzable without I/O"}
 	noEngine = ban{module + "/engine",
 		"the engine calls this package on its loops (route selection, health, name cache); importing the engine back would be a cycle"}
+	noCompression = ban{module + "/compression",
+		"tunnel moves bytes; what rewrites them is its owner's business, handed in as a tunnel.Transform"}
 	noUpstream = ban{module + "/upstream",
 		"upstream's dialer is a user of this package (health reports, cached names), not a dependency of it"}
 	noTestServers = ban{module + "/itest/",
@@ -56,7 +58,7 @@ var (
 // through other packages. Packages that do not exist yet are skipped.
 var rules = map[string][]ban{
 	"engine":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
-	"tunnel":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
+	"tunnel":         {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noCompression},
 	"upstream":       {noZap, noPrometheus, noNetHTTP, noObservability, noCmd},
 	"httpparse":      {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	"proxystatus":    {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},

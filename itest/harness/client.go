@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -12,11 +13,22 @@ import (
 
 // Client is a raw TCP client of a proxy: write any bytes, read a response
 // head, then use the connection as a tunnel. Reads go through R so that bytes
-// that arrived with the response head are not lost.
+// that arrived with the response head are not lost. Over TLS (DialTLS),
+// writes, reads and CloseWrite go through the session.
 type Client struct {
 	Conn *net.TCPConn
-	R    *bufio.Reader
-	t    TB
+	// TLS is the session of a Client from DialTLS or ClientTLS, else nil.
+	TLS *tls.Conn
+	R   *bufio.Reader
+	t   TB
+}
+
+// w is where the client's bytes go: the TLS session, or the connection.
+func (c *Client) w() io.Writer {
+	if c.TLS != nil {
+		return c.TLS
+	}
+	return c.Conn
 }
 
 // DefaultDeadline bounds every Client connection unless SetDeadline says
@@ -39,7 +51,7 @@ func Dial(t TB, addr string) *Client {
 // Write writes b and fails the test on error.
 func (c *Client) Write(b []byte) {
 	c.t.Helper()
-	if _, err := c.Conn.Write(b); err != nil {
+	if _, err := c.w().Write(b); err != nil {
 		c.t.Fatalf("harness: client write: %v", err)
 	}
 }
@@ -60,9 +72,15 @@ func (c *Client) ReadFull(n int) []byte {
 	return b
 }
 
-// CloseWrite sends FIN.
+// CloseWrite sends FIN (over TLS: close_notify, which proxyto takes as one).
 func (c *Client) CloseWrite() {
 	c.t.Helper()
+	if c.TLS != nil {
+		if err := c.TLS.CloseWrite(); err != nil {
+			c.t.Fatalf("harness: client CloseWrite: %v", err)
+		}
+		return
+	}
 	if err := c.Conn.CloseWrite(); err != nil {
 		c.t.Fatalf("harness: client CloseWrite: %v", err)
 	}

@@ -124,6 +124,9 @@ type Proxyto struct {
 	// AdminAddr is the admin listener, "127.0.0.1:A"; empty when the test
 	// passed --admin "" itself.
 	AdminAddr string
+	// TLSAddr is the TLS client listener when the test passed --tls-listen
+	// (with a port: StartProxyto waits for it).
+	TLSAddr string
 	// PID is the process id.
 	PID int
 
@@ -136,9 +139,10 @@ type Proxyto struct {
 
 // StartProxyto runs the built proxyto with
 // `--listen 127.0.0.1:P --admin 127.0.0.1:A --log-format json` followed by
-// extraFlags, and returns once both listeners accept connections. Passing
-// --listen or --admin in extraFlags replaces the default address (a second
-// process joining a port with --reuse-port). stdout and stderr
+// extraFlags, and returns once its listeners accept connections (the TLS
+// listener too, when extraFlags give --tls-listen). Passing --listen or
+// --admin in extraFlags replaces the default address (a second process
+// joining a port with --reuse-port; --listen "" for no plain listener). stdout and stderr
 // are captured (Output). The process is killed in t.Cleanup; if the test
 // failed, the tail of its output is logged.
 func StartProxyto(t TB, extraFlags ...string) *Proxyto {
@@ -180,6 +184,10 @@ func startProxyto(t TB, bin string, nofile int, extra []string) (*Proxyto, error
 			adminGiven, p.AdminAddr = true, extra[i+1]
 		case strings.HasPrefix(f, "--admin="):
 			adminGiven, p.AdminAddr = true, strings.TrimPrefix(f, "--admin=")
+		case f == "--tls-listen" && i+1 < len(extra):
+			p.TLSAddr = extra[i+1]
+		case strings.HasPrefix(f, "--tls-listen="):
+			p.TLSAddr = strings.TrimPrefix(f, "--tls-listen=")
 		}
 	}
 	if !listenGiven {
@@ -215,7 +223,7 @@ func startProxyto(t TB, bin string, nofile int, extra []string) (*Proxyto, error
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, addr := range []string{p.Addr, p.AdminAddr} {
+	for _, addr := range []string{p.Addr, p.AdminAddr, p.TLSAddr} {
 		if addr == "" {
 			continue
 		}
