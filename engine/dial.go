@@ -119,6 +119,43 @@ func (u *upstreamConn) traffic() {
 	u.x.upstreamTraffic(u)
 }
 
+// handshakeDeadline is when the answer to a handshake begun at start is
+// due: the response header timeout after it, but for a socket the loop is
+// still connecting, the dial timeout after the connect began if that comes
+// first (gnet opens such a socket at once, so the handshake starts before
+// the connect completes).
+func (u *upstreamConn) handshakeDeadline(start time.Time) int64 {
+	cfg := &u.ls.e.cfg
+	d := start.Add(cfg.ResponseHeaderTimeout).UnixNano()
+	if u.here && !u.dialStart.IsZero() {
+		d = min(d, u.dialStart.Add(cfg.DialTimeout).UnixNano())
+	}
+	return d
+}
+
+// connectExpired decides a passed handshake deadline of u (handshake
+// begun at start). A socket the loop is still connecting failed its dial:
+// the answer is connection_timeout. One that connected and has not
+// answered yet waits on until the response deadline, returned as next.
+// (nil, 0): the response header timeout itself passed.
+func (u *upstreamConn) connectExpired(now int64, start time.Time) (pe *proxystatus.Error, next int64) {
+	if !u.here || u.dialStart.IsZero() {
+		return nil, 0
+	}
+	if c := u.end.Conn(); c != nil {
+		if _, err := unix.Getpeername(c.Fd()); err == unix.ENOTCONN {
+			pe = proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time")
+			u.ls.e.cfg.Observer.UpstreamDialed(time.Since(u.dialStart), pe.Type)
+			u.dialStart = time.Time{}
+			return pe, 0
+		}
+	}
+	if d := start.Add(u.ls.e.cfg.ResponseHeaderTimeout).UnixNano(); now < d {
+		return nil, d
+	}
+	return nil, 0
+}
+
 // closed runs in OnClose for the upstream connection. A connect that
 // failed after it started (a dial on the loop) shows as the socket's error,
 // which says more than gnet's: connection refused rather than EOF.

@@ -198,7 +198,7 @@ func (x *httpExchange) upstreamOpened(u *upstreamConn) bool {
 	}
 	x.setState(hHandshake)
 	x.hsStart = time.Now()
-	cc.deadline = x.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+	cc.deadline = x.up.handshakeDeadline(x.hsStart)
 	out, _, err := x.socks.Start(cc.ls.scratch[:0])
 	cc.ls.scratch = out[:0]
 	if err != nil {
@@ -240,7 +240,7 @@ func (x *httpExchange) sendHead() {
 	cc.rec.headIn += int64(len(out))
 	x.setState(hSending)
 	x.hsStart = time.Now()
-	cc.deadline = x.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+	cc.deadline = x.up.handshakeDeadline(x.hsStart)
 	// gnet copies what it cannot send at once, so scratch may be reused.
 	_ = u.end.Write(out)
 	if x.replay != nil && x.retried && x.up == u {
@@ -634,6 +634,13 @@ func (x *httpExchange) expire(now int64) {
 	case hDialing:
 		x.fail(proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time"))
 	case hHandshake, hSending:
+		if pe, next := x.up.connectExpired(now, x.hsStart); pe != nil {
+			x.fail(pe)
+			return
+		} else if next != 0 {
+			cc.deadline = next
+			return
+		}
 		cc.e.cfg.Observer.UpstreamHandshake(time.Since(x.hsStart), proxystatus.HTTPResponseTimeout)
 		pe := proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time")
 		if x.st == hHandshake {

@@ -95,7 +95,7 @@ func (t *tunnelExchange) upstreamOpened(u *upstreamConn) bool {
 	}
 	t.setState(tHandshake)
 	s.hsStart = time.Now()
-	cc.deadline = s.hsStart.Add(cc.e.cfg.ResponseHeaderTimeout).UnixNano()
+	cc.deadline = u.handshakeDeadline(s.hsStart)
 	out, _, err := s.hs.Start(cc.ls.scratch[:0])
 	cc.ls.scratch = out[:0]
 	if err != nil {
@@ -270,6 +270,13 @@ func (t *tunnelExchange) expire(now int64) {
 	case tDialing:
 		t.fail(proxystatus.New(proxystatus.ConnectionTimeout, "upstream did not accept the connection in time"))
 	case tHandshake:
+		if pe, next := t.up.connectExpired(now, t.setup.hsStart); pe != nil {
+			t.fail(pe)
+			return
+		} else if next != 0 {
+			cc.deadline = next
+			return
+		}
 		t.handshakeFailed(proxystatus.New(proxystatus.HTTPResponseTimeout, "upstream did not answer in time"))
 	case tRelaying:
 		idle := int64(cc.e.cfg.TunnelIdleTimeout)

@@ -85,6 +85,12 @@ func TestClientSideCost(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		name := map[bool]string{false: "plain", true: "TLS"}[useTLS]
 		p, _ := tlsProxyto(t, ca)
+		defer func() {
+			if t.Failed() {
+				out := p.Output()
+				t.Logf("%s proxyto output (tail): %s", name, out[max(0, len(out)-6000):])
+			}
+		}()
 
 		// Keep-alive requests (connections opened before counting).
 		cs := make([]*harness.Client, conns)
