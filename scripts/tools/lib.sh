@@ -58,8 +58,8 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# build_tools DIR: build scripts/tools commands (testupstream, freeport,
-# fakeproxyto) into DIR. REPO must be set.
+# build_tools DIR: build scripts/tools commands (testupstream, freeport)
+# into DIR. REPO must be set.
 build_tools() {
   (cd "$REPO/scripts/tools" && go build -o "$1/" ./cmd/...)
 }
