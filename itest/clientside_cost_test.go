@@ -73,7 +73,7 @@ func TestClientSideCost(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	origin := harness.StartHTTPOrigin(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	const (
 		conns, reqs = 4, 5000 // keep-alive requests per connection
 		tunnels     = 2000

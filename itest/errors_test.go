@@ -31,7 +31,7 @@ func TestConnectMissingXProxyTo(t *testing.T) {
 // otherwise name a working one where it can).
 func TestConnectInvalidXProxyTo(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 	port := strings.TrimPrefix(up.Addr, "127.0.0.1:")
 	good := creds + up.Addr
@@ -86,7 +86,7 @@ func TestConnectInvalidXProxyTo(t *testing.T) {
 // with Proxy-Status http_request_error.
 func TestConnectHeaderTooLarge(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--max-header-bytes", "8192")
 
 	// Just under the limit still works.
@@ -116,22 +116,22 @@ func TestConnectUpstreamFailures(t *testing.T) {
 		{"connection refused", func(t *testing.T) string { return harness.ClosedAddr(t) },
 			502, "connection_refused", 0},
 		{"upstream resets", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithMode(harness.ModeReset)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.WireReset}).Addr
 		}, 502, "connection_terminated", 0},
 		{"upstream closes before answering", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithMode(harness.ModeCloseBeforeAnswer)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.WireCloseBeforeAnswer}).Addr
 		}, 502, "connection_terminated", 0},
 		{"upstream answers 407", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithMode(harness.Mode407)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.Wire407}).Addr
 		}, 502, "http_request_denied", 407},
 		{"upstream wants other credentials", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithAuth(upUser, "a-different-password")).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: "a-different-password"}).Addr
 		}, 502, "http_request_denied", 407},
 		{"upstream answers 403", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithMode(harness.Mode403)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.Wire403}).Addr
 		}, 502, "destination_unavailable", 403},
 		{"upstream answers 503", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithMode(harness.Mode5xx)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.Wire503}).Addr
 		}, 502, "destination_unavailable", 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,7 +149,7 @@ func TestConnectUpstreamFailures(t *testing.T) {
 // 504 http_response_timeout once --response-header-timeout passes.
 func TestConnectUpstreamHangs(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t, harness.WithMode(harness.ModeHang))
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.WireHang})
 	p := harness.StartProxyto(t, "--response-header-timeout", "1s")
 	resp := connectErr(t, p, harness.ConnectHead(echo.Addr, creds+up.Addr))
 	wantProxyError(t, resp, 504, "http_response_timeout", 0)
@@ -167,7 +167,7 @@ func TestConnectLoopDetected(t *testing.T) {
 	resp := connectErr(t, p, harness.ConnectHead(echo.Addr, creds+p.Addr))
 	wantProxyError(t, resp, 508, "proxy_loop_detected", 0)
 	// Still serving.
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)
 	c.SetDeadline(time.Minute)
 	c.EchoRoundTrip("after the loop")

@@ -116,7 +116,7 @@ func firstLine(s string) string {
 
 // tunnelWorks proves proxyto still serves: a fresh tunnel through up to echo
 // carries a round trip.
-func tunnelWorks(t *testing.T, p *harness.Proxyto, up *harness.TestUpstream, echo *harness.RawOrigin) {
+func tunnelWorks(t *testing.T, p *harness.Proxyto, up *harness.WireUpstream, echo *harness.RawOrigin) {
 	t.Helper()
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)
 	c.EchoRoundTrip("still alive?")

@@ -1,7 +1,7 @@
 package itest
 
 // Interop for plain-HTTP forwarding: curl and Go's net/http as clients,
-// through proxyto, to TestUpstream, Debian's squid and Debian's tinyproxy as
+// through proxyto, to WireUpstream, Debian's squid and Debian's tinyproxy as
 // upstreams with Basic auth.
 
 import (
@@ -23,7 +23,7 @@ var interopUpstreams = []struct {
 	start func(t *testing.T) string
 }{
 	{"TestUpstream", func(t *testing.T) string {
-		return harness.StartUpstream(t, harness.WithAuth(upUser, upPass)).Addr
+		return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass}).Addr
 	}},
 	{"squid", func(t *testing.T) string { return harness.StartSquid(t, upUser, upPass).Addr }},
 	{"tinyproxy", func(t *testing.T) string { return harness.StartTinyproxy(t, upUser, upPass).Addr }},

@@ -1,8 +1,8 @@
 package harness
 
 // These tests prove the harness itself works, without proxyto: curl straight
-// through TestUpstream, squid and tinyproxy, and the raw origins through
-// TestUpstream's relay.
+// through WireUpstream, squid and tinyproxy, and the raw origins through
+// WireUpstream's relay.
 
 import (
 	"bufio"
@@ -51,7 +51,7 @@ func TestBuildProxytoHelpListsFlagsTheTestsUse(t *testing.T) {
 func TestCurlThroughTestUpstream(t *testing.T) {
 	tlsOrigin := StartTLSOrigin(t)
 	httpOrigin := StartHTTPOrigin(t)
-	up := StartUpstream(t, WithAuth("alice", "s3cret"))
+	up := StartWireUpstream(t, WireUpstreamOptions{Auth: true, User: "alice", Pass: "s3cret"})
 
 	r := Curl(t, "-sS", "--cacert", tlsOrigin.CAFile, "-x", up.ProxyURL(), "https://"+tlsOrigin.Addr+"/small")
 	if r.Code != 0 || r.Stdout != string(SmallBody) {
@@ -130,7 +130,7 @@ func TestCurlThroughTinyproxy(t *testing.T) {
 
 func TestUpstreamConnectHeadersEarlyBytesAndClientEarlyBytes(t *testing.T) {
 	echo := StartEchoOrigin(t)
-	up := StartUpstream(t, WithEarlyBytes([]byte("EARLY!")))
+	up := StartWireUpstream(t, WireUpstreamOptions{EarlyBytes: []byte("EARLY!")})
 	c := Dial(t, up.Addr)
 	head := ConnectHead(echo.Addr, "", "X-Vendor-Session: abc")
 	c.WriteString(head + "sent-before-200")
@@ -149,12 +149,12 @@ func TestUpstreamConnectHeadersEarlyBytesAndClientEarlyBytes(t *testing.T) {
 
 func TestUpstreamModes(t *testing.T) {
 	for _, tc := range []struct {
-		mode   Mode
+		mode   WireMode
 		status int // 0: no answer
 	}{
-		{Mode407, 407}, {Mode403, 403}, {Mode5xx, 503}, {ModeReset, 0}, {ModeCloseBeforeAnswer, 0},
+		{Wire407, 407}, {Wire403, 403}, {Wire503, 503}, {WireReset, 0}, {WireCloseBeforeAnswer, 0},
 	} {
-		up := StartUpstream(t, WithMode(tc.mode))
+		up := StartWireUpstream(t, WireUpstreamOptions{Mode: tc.mode})
 		c := Dial(t, up.Addr)
 		c.WriteString(ConnectHead("127.0.0.1:9", ""))
 		resp, err := c.ReadResponse(http.MethodConnect)
@@ -163,13 +163,13 @@ func TestUpstreamModes(t *testing.T) {
 			t.Errorf("mode %d: %v %v, want %d", tc.mode, resp, err, tc.status)
 		case tc.status == 407 && resp.Header.Get("Proxy-Authenticate") == "":
 			t.Errorf("mode 407 without Proxy-Authenticate")
-		case tc.mode == ModeReset && !IsReset(err):
+		case tc.mode == WireReset && !IsReset(err):
 			t.Errorf("mode reset: got %v, want a reset", err)
-		case tc.mode == ModeCloseBeforeAnswer && err != io.ErrUnexpectedEOF && err != io.EOF:
+		case tc.mode == WireCloseBeforeAnswer && err != io.ErrUnexpectedEOF && err != io.EOF:
 			t.Errorf("mode close: got %v, want EOF", err)
 		}
 	}
-	up := StartUpstream(t, WithMode(ModeHang))
+	up := StartWireUpstream(t, WireUpstreamOptions{Mode: WireHang})
 	c := Dial(t, up.Addr)
 	c.WriteString(ConnectHead("127.0.0.1:9", ""))
 	up.WaitHeads(1, 30*time.Second)
@@ -180,7 +180,7 @@ func TestUpstreamModes(t *testing.T) {
 }
 
 func TestRawOriginsThroughTestUpstream(t *testing.T) {
-	up := StartUpstream(t)
+	up := StartWireUpstream(t, WireUpstreamOptions{})
 
 	// Source: all bytes and the right checksum.
 	src := StartSourceOrigin(t, 3<<20+7)

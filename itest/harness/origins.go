@@ -247,6 +247,17 @@ func readAll(c net.Conn, chunk int, pause time.Duration) RawResult {
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
+// StartTCPOrigin runs handle on each connection (closed when handle
+// returns): a raw target whose behaviour the test writes.
+func StartTCPOrigin(t TB, handle func(c *net.TCPConn)) *RawOrigin {
+	return startRaw(t, func(c *net.TCPConn, _ *RawOrigin) { handle(c) })
+}
+
+// StartSilentOrigin reads each connection to EOF and never writes.
+func StartSilentOrigin(t TB) *RawOrigin {
+	return startRaw(t, func(c *net.TCPConn, _ *RawOrigin) { _, _ = io.Copy(io.Discard, c) })
+}
+
 // StartEchoOrigin echoes every byte back; on the client's FIN it finishes
 // echoing and half-closes its side.
 func StartEchoOrigin(t TB) *RawOrigin {
