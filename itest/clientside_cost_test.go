@@ -71,7 +71,7 @@ func TestClientSideCost(t *testing.T) {
 		t.Skip("set PROXYTO_COST=1 to measure")
 	}
 	ca := harness.NewTestCA(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	echo := harness.StartEchoOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	const (

@@ -32,7 +32,7 @@ var interopUpstreams = []struct {
 // TestHTTPInteropCurl: curl with -x proxyto and --proxy-header X-Proxy-To
 // fetches and posts plain http:// URLs through each upstream.
 func TestHTTPInteropCurl(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	p := harness.StartProxyto(t)
 	for _, tc := range interopUpstreams {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func checkEcho(t *testing.T, dump, requestLine, body string) {
 // request header (plain http) or ProxyConnectHeader (https, CONNECT): GETs on
 // kept-alive connections, a POST, and an https GET through each upstream.
 func TestHTTPInteropGoClient(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
 	p := harness.StartProxyto(t)
 	proxyURL := &url.URL{Scheme: "http", Host: p.Addr}
@@ -160,7 +160,7 @@ func TestHTTPInteropGoClient(t *testing.T) {
 // connections, back to back, through it: none may fail (a stale pooled
 // connection is noticed, or the request is sent again on a fresh one).
 func TestHTTPInteropTinyproxyMethodsInALoop(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	p := harness.StartProxyto(t)
 	xpt := creds + harness.StartTinyproxy(t, upUser, upPass).Addr
 	proxyURL := &url.URL{Scheme: "http", Host: p.Addr}

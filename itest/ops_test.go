@@ -283,7 +283,7 @@ func TestOpsAccessLine(t *testing.T) {
 // and checks stdout, stderr and /metrics.
 func TestOpsNoSecrets(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	denying := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.Wire407})
 	p := harness.StartProxyto(t, "--log-level", "debug")

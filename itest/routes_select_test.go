@@ -25,7 +25,7 @@ const (
 
 func TestRoutesCredentials(t *testing.T) {
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	a, b := exitUpstream(t, "a"), exitUpstream(t, "b")
 	path := writeRoutes(t, "", "routes:\n  r1: {upstreams: "+upstreamsYAML(a.Addr)+"}\n  r2: {strategy: sticky, upstreams: "+upstreamsYAML(b.Addr)+"}\n")
 	p := harness.StartProxyto(t, "--routes", path, "--auth-users", aliceUser+":"+alicePass)

@@ -43,7 +43,7 @@ func tlsTunnel(t *testing.T, p *harness.Proxyto, ca *harness.TestCA, target, xpt
 func TestTLSListenerCurl(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p, _ := tlsProxyto(t, ca)
 	proxy := []string{"-sS", "-x", "https://" + p.TLSAddr, "--proxy-cacert", ca.CAFile}
@@ -86,7 +86,7 @@ func TestTLSListenerCurl(t *testing.T) {
 func TestTLSListenerGoTransport(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p, _ := tlsProxyto(t, ca)
 

@@ -50,7 +50,7 @@ func TestBuildProxytoHelpListsFlagsTheTestsUse(t *testing.T) {
 
 func TestCurlThroughTestUpstream(t *testing.T) {
 	tlsOrigin := StartTLSOrigin(t)
-	httpOrigin := StartHTTPOrigin(t)
+	httpOrigin := StartWireOrigin(t)
 	up := StartWireUpstream(t, WireUpstreamOptions{Auth: true, User: "alice", Pass: "s3cret"})
 
 	r := Curl(t, "-sS", "--cacert", tlsOrigin.CAFile, "-x", up.ProxyURL(), "https://"+tlsOrigin.Addr+"/small")
@@ -89,7 +89,7 @@ func PatternString(n int64) string {
 
 func TestCurlThroughSquid(t *testing.T) {
 	tlsOrigin := StartTLSOrigin(t)
-	httpOrigin := StartHTTPOrigin(t)
+	httpOrigin := StartWireOrigin(t)
 	sq := StartSquid(t, "alice", "s3cret")
 	r := Curl(t, "-sS", "--cacert", tlsOrigin.CAFile, "-x", sq.ProxyURL("alice", "s3cret"), "https://"+tlsOrigin.Addr+"/small")
 	if r.Code != 0 || r.Stdout != string(SmallBody) {
@@ -107,7 +107,7 @@ func TestCurlThroughSquid(t *testing.T) {
 
 func TestCurlThroughTinyproxy(t *testing.T) {
 	tlsOrigin := StartTLSOrigin(t)
-	httpOrigin := StartHTTPOrigin(t)
+	httpOrigin := StartWireOrigin(t)
 	tp := StartTinyproxy(t, "alice", "s3cret")
 	r := Curl(t, "-sS", "--cacert", tlsOrigin.CAFile, "-x", tp.ProxyURL("alice", "s3cret"), "https://"+tlsOrigin.Addr+"/small")
 	if r.Code != 0 || r.Stdout != string(SmallBody) {
