@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -318,64 +316,80 @@ func (p *testProxy) seenRequests() []seenReq {
 
 // ---------------------------------------------------------------- origins and targets
 
-// startOrigin is an HTTP origin with a few behaviours by path.
-func startOrigin(t *testing.T) *httptest.Server {
+// startOrigin is the harness's origin with a few behaviours by path:
+//
+//	/echo        200; headers X-Method, X-Uri, X-Body-Sha256, X-Body-Len and
+//	             X-Saw-Proxy-To (how many X-Proxy-To fields arrived); body
+//	             "uri=<target>"
+//	/chunked     200, chunked: "chunk-0;" … "chunk-4;", one write each
+//	/nocontent   204
+//	/notmodified 304 with ETag "v1"
+//	/head        200, Content-Length 11, "hello world" (no body for HEAD)
+//	/upgrade     101 to "echo" when asked (Upgrade: echo), then echoes
+func startOrigin(t *testing.T) *harness.WireOrigin {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		sum := sha256.Sum256(body)
-		w.Header().Set("X-Method", r.Method)
-		w.Header().Set("X-Uri", r.RequestURI)
-		w.Header().Set("X-Body-Sha256", fmt.Sprintf("%x", sum))
-		w.Header().Set("X-Body-Len", fmt.Sprint(len(body)))
-		w.Header().Set("X-Saw-Proxy-To", fmt.Sprint(len(r.Header.Values("X-Proxy-To"))))
-		fmt.Fprintf(w, "uri=%s", r.RequestURI)
+	o := harness.StartWireOrigin(t)
+	o.Handle("/echo", func(x *harness.OriginExchange) bool {
+		r := x.ReadBody()
+		_, target, _ := x.Head.RequestLine()
+		body := "uri=" + target
+		head := fmt.Sprintf("HTTP/1.1 200 OK\r\nX-Method: %s\r\nX-Uri: %s\r\nX-Body-Sha256: %s\r\nX-Body-Len: %d\r\nX-Saw-Proxy-To: %d\r\n"+
+			"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n",
+			x.Method, target, r.BodySHA, r.BodyLen, len(x.Head.Values("X-Proxy-To")), len(body))
+		if x.Method != http.MethodHead {
+			head += body
+		}
+		x.WriteString(head)
+		return true
 	})
-	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
-		f := w.(http.Flusher)
+	o.Handle("/chunked", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
 		for i := range 5 {
-			fmt.Fprintf(w, "chunk-%d;", i)
-			f.Flush()
+			if harness.WriteChunked(x, []byte(fmt.Sprintf("chunk-%d;", i))) != nil {
+				return false
+			}
 		}
+		return harness.WriteLastChunk(x) == nil
 	})
-	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
+	o.Handle("/nocontent", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 204 No Content\r\n\r\n")
+		return true
 	})
-	mux.HandleFunc("/notmodified", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("ETag", `"v1"`)
-		w.WriteHeader(http.StatusNotModified)
+	o.Handle("/notmodified", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")
+		return true
 	})
-	mux.HandleFunc("/head", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "11")
-		if r.Method != http.MethodHead {
-			_, _ = io.WriteString(w, "hello world")
+	o.Handle("/head", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		head := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+		if x.Method != http.MethodHead {
+			head += "hello world"
 		}
+		x.WriteString(head)
+		return true
 	})
-	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") {
-			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
-			return
+	o.Handle("/upgrade", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		if !strings.EqualFold(x.Head.Get("Upgrade"), "echo") {
+			const msg = "want Upgrade: echo\n"
+			x.WriteString(fmt.Sprintf("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg))
+			return true
 		}
-		hj := w.(http.Hijacker)
-		c, brw, err := hj.Hijack()
-		if err != nil {
-			return
+		x.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		if _, err := io.Copy(x.Conn, x.R); err == nil {
+			if cw, ok := x.Conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
 		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(ioTimeout))
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		_, _ = io.Copy(c, brw)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
+		return false
 	})
-	s := httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
+	return o
 }
 
-func originHost(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+func originHost(o *harness.WireOrigin) string { return o.Addr }
 
 // startTCP serves raw TCP connections with handle and returns its address.
 func startTCP(t *testing.T, handle func(c *net.TCPConn)) string {
