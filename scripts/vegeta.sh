@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test with vegeta through proxyto (plain HTTP, X-Proxy-To on every request)
-# to a loopback upstream proxy and origin (scripts/tools/cmd/testupstream):
+# to a loopback upstream proxy and origin (scripts/testupstream):
 # writes results.bin, report.txt, report.json, hist.txt and plot.html (vegeta plot).
 #
 #   scripts/vegeta.sh                       builds and starts its own proxyto

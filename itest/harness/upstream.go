@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
@@ -86,6 +87,12 @@ type WireUpstreamOptions struct {
 	// EarlyBytes are written in the same write as the CONNECT 200 head,
 	// before anything from the target.
 	EarlyBytes []byte
+	// ResponseFields are header lines ("Via: 1.1 x") added to every final
+	// response head the upstream forwards.
+	ResponseFields []string
+	// Dial, when set, replaces the TCP dial to a CONNECT target or an
+	// origin (addr is "host:port" as the request named it).
+	Dial func(addr string) (net.Conn, error)
 	// Faults lets each request pick its own WireMode by name in a
 	// FaultHeader field (an unknown name is answered 400).
 	Faults bool
@@ -388,9 +395,35 @@ func (u *WireUpstream) handle(c, raw net.Conn, n int) {
 	}
 }
 
+func (u *WireUpstream) dial(addr string) (net.Conn, error) {
+	if u.opt.Dial != nil {
+		return u.opt.Dial(addr)
+	}
+	return net.DialTimeout("tcp", addr, 10*time.Second)
+}
+
+// withFields returns the raw head rh with ResponseFields added when it is a
+// final response (status 200 and up, 101 aside).
+func (u *WireUpstream) withFields(rh *WireHead, code int) []byte {
+	if len(u.opt.ResponseFields) == 0 || code < 200 {
+		return rh.Raw
+	}
+	// Drop the blank line that ends the head; the last field keeps its
+	// line end.
+	head := rh.Raw[:len(rh.Raw)-1]
+	if bytes.HasSuffix(head, []byte("\r")) {
+		head = head[:len(head)-1]
+	}
+	out := append([]byte(nil), head...)
+	for _, l := range u.opt.ResponseFields {
+		out = append(append(out, l...), "\r\n"...)
+	}
+	return append(out, "\r\n"...)
+}
+
 // connect opens a tunnel to target; mode may slow its head down or cut it.
 func (u *WireUpstream) connect(c, raw net.Conn, br *bufio.Reader, target string, mode WireMode) {
-	t, err := net.DialTimeout("tcp", target, 10*time.Second)
+	t, err := u.dial(target)
 	if err != nil {
 		wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the target")
 		return
@@ -446,7 +479,7 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 
 	ol := origins[host]
 	if ol == nil {
-		oc, err := net.DialTimeout("tcp", host, 10*time.Second)
+		oc, err := u.dial(host)
 		if err != nil {
 			wireStatus(c, 502, "Bad Gateway", "", "upstream could not reach the origin")
 			return false
@@ -482,6 +515,10 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 	sent := false
 	for {
 		rh, err := ReadWireHead(ol.br)
+		code := 0
+		if rh != nil {
+			code = rh.StatusCode()
+		}
 		if err != nil {
 			drop()
 			if !sent {
@@ -500,12 +537,11 @@ func (u *WireUpstream) forward(c, raw net.Conn, br *bufio.Reader, h *WireHead, m
 			}
 			return false
 		}
-		if err := writeHead(c, rh.Raw, mode); err != nil {
+		if err := writeHead(c, u.withFields(rh, code), mode); err != nil {
 			drop()
 			return false
 		}
 		sent = true
-		code := rh.StatusCode()
 		if code == 101 {
 			if err := <-bodyDone; err != nil {
 				return false
