@@ -12,17 +12,12 @@
 FROM golang:1.26-bookworm AS build
 # VERSION is stamped into `proxyto version` and the logs.
 ARG VERSION=dev
-# MODDIR/PKG choose what is built; scripts/image-test.sh changes them only to
-# self-test with a stand-in binary (IMAGE_TEST_STANDIN=1).
-ARG MODDIR=.
-ARG PKG=./cmd/proxyto
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    cd "$MODDIR" && \
     CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
-      -ldflags "-s -w -X main.version=${VERSION}" -o /out/proxyto "$PKG"
+      -ldflags "-s -w -X main.version=${VERSION}" -o /out/proxyto ./cmd/proxyto
 # A passwd/group entry for the numeric user, and the CA bundle (https
 # upstreams are verified against it).
 RUN mkdir -p /out/etc/ssl/certs && \

@@ -170,7 +170,7 @@ func TestInprocForwardPool(t *testing.T) {
 					t.Errorf("request %d reached the upstream with Proxy-Authorization %q, want %q", i, got, want)
 				}
 			}
-			if got := up.accepted.Load(); got != tc.accepted {
+			if got := up.Conns(); got != tc.accepted {
 				t.Errorf("upstream accepted %d connections, want %d", got, tc.accepted)
 			}
 		})
@@ -195,9 +195,9 @@ func TestInprocForwardPoolClosedIdle(t *testing.T) {
 			// may find the connection still in the pool or already dropped.
 			// (After a few such closes right after responses, proxyto stops
 			// pooling this upstream and closes the connection itself.)
-			eventually(t, "upstream connection idle", func() bool { return up.closeIdle() == 1 || up.open() == 0 })
+			eventually(t, "upstream connection idle", func() bool { return up.CloseIdle() == 1 || up.Open() == 0 })
 		}
-		if got := up.accepted.Load(); got != 4 {
+		if got := up.Conns(); got != 4 {
 			t.Errorf("upstream accepted %d, want 4", got)
 		}
 	})
@@ -212,12 +212,12 @@ func TestInprocForwardPoolClosedIdle(t *testing.T) {
 		if r := c.roundTrip("GET", get(oh, "/echo?first", up.addr)); r.StatusCode != 200 {
 			t.Fatalf("first: %d", r.StatusCode)
 		}
-		up.dropReused.Store(1)
+		up.DropReused(1)
 		r := c.roundTrip("GET", get(oh, "/echo?second", up.addr))
 		if r.StatusCode != 200 || string(r.body) != "uri=/echo?second" {
 			t.Fatalf("request on a pooled connection closed by the upstream: %d %s %q", r.StatusCode, r.Header.Get("Proxy-Status"), r.body)
 		}
-		if got := up.accepted.Load(); got != 2 {
+		if got := up.Conns(); got != 2 {
 			t.Errorf("upstream accepted %d, want 2 (one retry)", got)
 		}
 	})

@@ -1,15 +1,14 @@
 package engine_test
 
-// In-process test harness: an engine started in the test process, a minimal
-// upstream proxy (CONNECT + absolute-form HTTP, optional Basic auth, an
-// accepted-connection counter), origins and raw TCP targets, a recording
+// In-process test harness: an engine started in the test process, the
+// itest harness's upstream proxy and raw TCP targets, an origin, a recording
 // Observer and raw HTTP client helpers. Everything listens on 127.0.0.1 and
 // every connection carries a deadline.
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/proxyto/proxyto/compression"
 	"github.com/proxyto/proxyto/engine"
+	"github.com/proxyto/proxyto/itest/harness"
 	"github.com/proxyto/proxyto/proxystatus"
 )
 
@@ -271,24 +270,12 @@ func checkProxyError(t *testing.T, r *response, status int, typ string) {
 
 // ---------------------------------------------------------------- upstream proxy
 
-// testProxy is a minimal HTTP forward proxy: CONNECT tunnels and
-// absolute-form requests, optional Basic auth, counters.
+// testProxy is the harness's upstream proxy (CONNECT tunnels and
+// absolute-form requests, optional Basic auth, counters) under the names the
+// in-process tests use.
 type testProxy struct {
-	t    *testing.T
-	ln   net.Listener
+	*harness.WireUpstream
 	addr string
-	// users maps user → password; empty: no auth required.
-	users map[string]string
-
-	accepted   atomic.Int64
-	requests   atomic.Int64
-	rx         atomic.Int64 // bytes read from the engine
-	dropReused atomic.Int32 // close a reused connection on its next request, this many times
-
-	mu    sync.Mutex
-	conns map[net.Conn]bool // → idle (waiting for a request)
-	seen  []seenReq
-	wg    sync.WaitGroup
 }
 
 type seenReq struct {
@@ -297,322 +284,123 @@ type seenReq struct {
 	nth         int // request number on its connection, from 1
 }
 
+// startProxy starts an upstream proxy; users, when it holds an entry, is the
+// one user → password it requires.
 func startProxy(t *testing.T, users map[string]string) *testProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var opt harness.WireUpstreamOptions
+	if len(users) > 1 {
+		t.Fatalf("startProxy: one user at most, got %d", len(users))
 	}
-	p := &testProxy{t: t, ln: ln, addr: ln.Addr().String(), users: users, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.acceptLoop()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *testProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for c := range p.conns {
-		_ = c.Close()
+	for u, pw := range users {
+		opt.Auth, opt.User, opt.Pass = true, u, pw
 	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	u := harness.StartWireUpstream(t, opt)
+	return &testProxy{WireUpstream: u, addr: u.Addr}
 }
 
-// closeIdle closes every connection waiting for its next request and
-// returns how many it closed.
-func (p *testProxy) closeIdle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for c, idle := range p.conns {
-		if idle {
-			_ = c.Close()
-			n++
-		}
-	}
-	return n
-}
-
-// open is the number of connections the proxy has open.
-func (p *testProxy) open() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
-}
-
+// seenRequests returns the request heads the proxy received, parsed.
 func (p *testProxy) seenRequests() []seenReq {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]seenReq(nil), p.seen...)
-}
-
-func (p *testProxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
+	var out []seenReq
+	nth := map[int]int{}
+	for _, h := range p.Heads() {
+		nth[h.Conn]++
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(h.Head.Raw)))
 		if err != nil {
-			return
+			panic(fmt.Sprintf("upstream recorded an unparsable head %q: %v", h.Head.Raw, err))
 		}
-		p.accepted.Add(1)
-		_ = c.SetDeadline(time.Now().Add(2 * ioTimeout))
-		p.mu.Lock()
-		p.conns[c] = false
-		p.mu.Unlock()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer func() {
-				p.mu.Lock()
-				delete(p.conns, c)
-				p.mu.Unlock()
-				_ = c.Close()
-			}()
-			p.serve(c)
-		}()
+		out = append(out, seenReq{method: r.Method, uri: r.RequestURI, header: r.Header, nth: nth[h.Conn]})
 	}
-}
-
-func (p *testProxy) setIdle(c net.Conn, idle bool) {
-	p.mu.Lock()
-	if _, ok := p.conns[c]; ok {
-		p.conns[c] = idle
-	}
-	p.mu.Unlock()
-}
-
-func (p *testProxy) serve(c net.Conn) {
-	br := bufio.NewReader(countReader{c, &p.rx})
-	for n := 1; ; n++ {
-		p.setIdle(c, true)
-		r, err := http.ReadRequest(br)
-		p.setIdle(c, false)
-		if err != nil {
-			return
-		}
-		p.requests.Add(1)
-		p.mu.Lock()
-		p.seen = append(p.seen, seenReq{method: r.Method, uri: r.RequestURI, header: r.Header.Clone(), nth: n})
-		p.mu.Unlock()
-		if n > 1 && p.dropReused.Load() > 0 && p.dropReused.Add(-1) >= 0 {
-			return // as if the proxy had timed the idle connection out
-		}
-		if len(p.users) > 0 && !p.authOK(r.Header.Get("Proxy-Authorization")) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"up\"\r\nContent-Length: 0\r\n\r\n")
-			continue
-		}
-		if r.Method == http.MethodConnect {
-			p.tunnel(c, br, r.Host)
-			return
-		}
-		if !p.forward(c, br, r) {
-			return
-		}
-	}
-}
-
-func (p *testProxy) authOK(v string) bool {
-	raw, ok := strings.CutPrefix(v, "Basic ")
-	if !ok {
-		return false
-	}
-	dec, err := base64.StdEncoding.DecodeString(raw)
-	if err != nil {
-		return false
-	}
-	u, pw, _ := strings.Cut(string(dec), ":")
-	want, ok := p.users[u]
-	return ok && want == pw
-}
-
-func (p *testProxy) tunnel(c net.Conn, br *bufio.Reader, target string) {
-	tc, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
-		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-		return
-	}
-	defer tc.Close()
-	_ = tc.SetDeadline(time.Now().Add(2 * ioTimeout))
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\nX-Exit-IP: 203.0.113.7\r\n\r\n"); err != nil {
-		return
-	}
-	relay(c, br, tc, tc)
-}
-
-// relay copies both ways with half-close until both directions ended.
-func relay(a net.Conn, ar io.Reader, b net.Conn, brd io.Reader) {
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(a, brd)
-		closeWrite(a)
-		close(done)
-	}()
-	_, _ = io.Copy(b, ar)
-	closeWrite(b)
-	<-done
-}
-
-func closeWrite(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-}
-
-// forward sends an absolute-form request to its origin in origin-form and
-// copies the response back; it reports whether the connection stays open.
-func (p *testProxy) forward(c net.Conn, br *bufio.Reader, r *http.Request) bool {
-	host := r.URL.Host
-	if host == "" {
-		host = r.Host
-	}
-	oc, err := net.DialTimeout("tcp", host, 5*time.Second)
-	if err != nil {
-		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-		return false
-	}
-	defer oc.Close()
-	_ = oc.SetDeadline(time.Now().Add(2 * ioTimeout))
-	r.Header.Del("Proxy-Authorization")
-	if err := r.Write(oc); err != nil {
-		return false
-	}
-	ob := bufio.NewReader(oc)
-	resp, err := http.ReadResponse(ob, r)
-	if err != nil {
-		return false
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		var b strings.Builder
-		fmt.Fprintf(&b, "HTTP/1.1 %s\r\n", resp.Status)
-		_ = resp.Header.Write(&b)
-		b.WriteString("\r\n")
-		if _, err := io.WriteString(c, b.String()); err != nil {
-			return false
-		}
-		relay(c, br, oc, ob)
-		return false
-	}
-	if err := resp.Write(c); err != nil {
-		return false
-	}
-	return !resp.Close && !r.Close
+	return out
 }
 
 // ---------------------------------------------------------------- origins and targets
 
-// startOrigin is an HTTP origin with a few behaviours by path.
-func startOrigin(t *testing.T) *httptest.Server {
+// startOrigin is the harness's origin with a few behaviours by path:
+//
+//	/echo        200; headers X-Method, X-Uri, X-Body-Sha256, X-Body-Len and
+//	             X-Saw-Proxy-To (how many X-Proxy-To fields arrived); body
+//	             "uri=<target>"
+//	/chunked     200, chunked: "chunk-0;" … "chunk-4;", one write each
+//	/nocontent   204
+//	/notmodified 304 with ETag "v1"
+//	/head        200, Content-Length 11, "hello world" (no body for HEAD)
+//	/upgrade     101 to "echo" when asked (Upgrade: echo), then echoes
+func startOrigin(t *testing.T) *harness.WireOrigin {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		sum := sha256.Sum256(body)
-		w.Header().Set("X-Method", r.Method)
-		w.Header().Set("X-Uri", r.RequestURI)
-		w.Header().Set("X-Body-Sha256", fmt.Sprintf("%x", sum))
-		w.Header().Set("X-Body-Len", fmt.Sprint(len(body)))
-		w.Header().Set("X-Saw-Proxy-To", fmt.Sprint(len(r.Header.Values("X-Proxy-To"))))
-		fmt.Fprintf(w, "uri=%s", r.RequestURI)
+	o := harness.StartWireOrigin(t)
+	o.Handle("/echo", func(x *harness.OriginExchange) bool {
+		r := x.ReadBody()
+		_, target, _ := x.Head.RequestLine()
+		body := "uri=" + target
+		head := fmt.Sprintf("HTTP/1.1 200 OK\r\nX-Method: %s\r\nX-Uri: %s\r\nX-Body-Sha256: %s\r\nX-Body-Len: %d\r\nX-Saw-Proxy-To: %d\r\n"+
+			"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n",
+			x.Method, target, r.BodySHA, r.BodyLen, len(x.Head.Values("X-Proxy-To")), len(body))
+		if x.Method != http.MethodHead {
+			head += body
+		}
+		x.WriteString(head)
+		return true
 	})
-	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
-		f := w.(http.Flusher)
+	o.Handle("/chunked", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
 		for i := range 5 {
-			fmt.Fprintf(w, "chunk-%d;", i)
-			f.Flush()
+			if harness.WriteChunked(x, []byte(fmt.Sprintf("chunk-%d;", i))) != nil {
+				return false
+			}
 		}
+		return harness.WriteLastChunk(x) == nil
 	})
-	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
+	o.Handle("/nocontent", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 204 No Content\r\n\r\n")
+		return true
 	})
-	mux.HandleFunc("/notmodified", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("ETag", `"v1"`)
-		w.WriteHeader(http.StatusNotModified)
+	o.Handle("/notmodified", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")
+		return true
 	})
-	mux.HandleFunc("/head", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "11")
-		if r.Method != http.MethodHead {
-			_, _ = io.WriteString(w, "hello world")
+	o.Handle("/head", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		head := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+		if x.Method != http.MethodHead {
+			head += "hello world"
 		}
+		x.WriteString(head)
+		return true
 	})
-	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") {
-			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
-			return
+	o.Handle("/upgrade", func(x *harness.OriginExchange) bool {
+		x.ReadBody()
+		if !strings.EqualFold(x.Head.Get("Upgrade"), "echo") {
+			const msg = "want Upgrade: echo\n"
+			x.WriteString(fmt.Sprintf("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg))
+			return true
 		}
-		hj := w.(http.Hijacker)
-		c, brw, err := hj.Hijack()
-		if err != nil {
-			return
+		x.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		if _, err := io.Copy(x.Conn, x.R); err == nil {
+			if cw, ok := x.Conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
 		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(ioTimeout))
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		_, _ = io.Copy(c, brw)
-		closeWrite(c)
+		return false
 	})
-	s := httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
+	return o
 }
 
-func originHost(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+func originHost(o *harness.WireOrigin) string { return o.Addr }
 
-// startTCP serves raw TCP connections with handle; Cleanup closes everything.
+// startTCP serves raw TCP connections with handle and returns its address.
 func startTCP(t *testing.T, handle func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(2 * ioTimeout))
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return harness.StartTCPOrigin(t, handle).Addr
 }
 
 // startEcho echoes everything and half-closes after the client did.
-func startEcho(t *testing.T) string {
-	return startTCP(t, func(c *net.TCPConn) {
-		_, _ = io.Copy(c, c)
-		_ = c.CloseWrite()
-	})
-}
+func startEcho(t *testing.T) string { return harness.StartEchoOrigin(t).Addr }
 
 // startSilent accepts and reads, never answering.
-func startSilent(t *testing.T) string {
-	return startTCP(t, func(c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) })
-}
+func startSilent(t *testing.T) string { return harness.StartSilentOrigin(t).Addr }
 
 // openTunnel CONNECTs to target through xpt and checks the 200.
 func openTunnel(t *testing.T, addr, target, xpt string) *client {

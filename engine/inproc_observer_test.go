@@ -226,8 +226,8 @@ func TestInprocObserver(t *testing.T) {
 			if tc.exactOut && out != c.rx.Load() {
 				t.Errorf("BytesOut %d, client read %d", out, c.rx.Load())
 			}
-			if tc.exactIn && in != up.rx.Load() {
-				t.Errorf("BytesIn %d, upstream read %d", in, up.rx.Load())
+			if tc.exactIn && in != up.ReadBytes() {
+				t.Errorf("BytesIn %d, upstream read %d", in, up.ReadBytes())
 			}
 		})
 	}

@@ -122,8 +122,8 @@ func TestInprocRatePerIP(t *testing.T) {
 			t.Fatalf("first request: %d", r.StatusCode)
 		}
 		checkLimit429(t, c.roundTrip("GET", get(oh, "/echo", up.addr)))
-		if up.requests.Load() != 1 {
-			t.Errorf("upstream saw %d requests, want 1", up.requests.Load())
+		if up.Requests() != 1 {
+			t.Errorf("upstream saw %d requests, want 1", up.Requests())
 		}
 	})
 
@@ -307,7 +307,7 @@ func TestInprocAuthPooledUpstream(t *testing.T) {
 	r := c.roundTrip("GET", get(oh, "/echo", up.addr, "Proxy-Authorization: "+basic("mallory", "guess")+"\r\n"))
 	if r.StatusCode != 407 {
 		t.Errorf("unverified credentials on a pooled upstream: status %d, want 407 (Verify called %d times, upstream saw %d requests)",
-			r.StatusCode, a.verifies.Load(), up.requests.Load())
+			r.StatusCode, a.verifies.Load(), up.Requests())
 	}
 }
 
@@ -326,13 +326,13 @@ func TestInprocDefaultUpstream(t *testing.T) {
 	}
 	tc := openTunnel(t, te.addr, echo, "")
 	tc.echoCheck("via default")
-	if up.requests.Load() != 2 {
-		t.Errorf("default upstream saw %d requests, want 2", up.requests.Load())
+	if up.Requests() != 2 {
+		t.Errorf("default upstream saw %d requests, want 2", up.Requests())
 	}
 	// X-Proxy-To still wins over the default.
 	other := startProxy(t, nil)
-	if r := c.roundTrip("GET", get(oh, "/echo", other.addr)); r.StatusCode != 200 || other.requests.Load() != 1 {
-		t.Fatalf("explicit X-Proxy-To: %d, other upstream saw %d", r.StatusCode, other.requests.Load())
+	if r := c.roundTrip("GET", get(oh, "/echo", other.addr)); r.StatusCode != 200 || other.Requests() != 1 {
+		t.Fatalf("explicit X-Proxy-To: %d, other upstream saw %d", r.StatusCode, other.Requests())
 	}
 }
 

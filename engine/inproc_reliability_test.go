@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/proxyto/proxyto/engine"
+	"github.com/proxyto/proxyto/itest/harness"
 )
 
 // closingUpstream answers every absolute-form request with a 200 that looks
@@ -126,14 +127,14 @@ func TestInprocPoolRetryWithBody(t *testing.T) {
 			if r := c.roundTrip("GET", get(oh, "/echo?first", up.addr)); r.StatusCode != 200 {
 				t.Fatalf("first: %d", r.StatusCode)
 			}
-			up.dropReused.Store(1)
+			up.DropReused(1)
 			body := strings.Repeat("b", size)
 			r := c.roundTrip("POST", req("POST", "http://"+oh+"/echo", oh, up.addr, fmt.Sprintf("Content-Length: %d\r\n", size))+body)
 			if r.StatusCode != 200 || r.Header.Get("X-Body-Len") != fmt.Sprint(size) ||
 				r.Header.Get("X-Body-Sha256") != fmt.Sprintf("%x", sha256.Sum256([]byte(body))) {
 				t.Fatalf("POST on a reused connection the upstream closed: %d %s len %s", r.StatusCode, r.Header.Get("Proxy-Status"), r.Header.Get("X-Body-Len"))
 			}
-			if got := up.accepted.Load(); got != 2 {
+			if got := up.Conns(); got != 2 {
 				t.Errorf("upstream accepted %d, want 2 (one retry)", got)
 			}
 		})
@@ -188,7 +189,7 @@ func TestInprocConnectEarlyDataEarlyFIN(t *testing.T) {
 			}
 			defer tc.Close()
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n")
-			relay(c, br, tc, tc)
+			harness.Relay(c, br, tc, tc)
 		})
 		te := startEngine(t, engine.Config{})
 		c := dialClient(t, te.addr)

@@ -71,9 +71,9 @@ func TestClientSideCost(t *testing.T) {
 		t.Skip("set PROXYTO_COST=1 to measure")
 	}
 	ca := harness.NewTestCA(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	const (
 		conns, reqs = 4, 5000 // keep-alive requests per connection
 		tunnels     = 2000

@@ -245,7 +245,7 @@ func TestCompressNeverInTunnels(t *testing.T) {
 		x.WriteString(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 		return true
 	})
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--compress")
 	c, _ := harness.Tunnel(t, p.Addr, origin.Addr, up.Addr)
 	c.WriteString(httpHead("GET /text HTTP/1.1", "Host: "+origin.Addr, "Accept-Encoding: gzip"))

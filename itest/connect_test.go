@@ -25,7 +25,7 @@ func TestConnectCurl(t *testing.T) {
 		start func(t *testing.T) string // returns the upstream's host:port
 	}{
 		{"TestUpstream", func(t *testing.T) string {
-			return harness.StartUpstream(t, harness.WithAuth(upUser, upPass)).Addr
+			return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass}).Addr
 		}},
 		{"squid", func(t *testing.T) string { return harness.StartSquid(t, upUser, upPass).Addr }},
 		{"tinyproxy", func(t *testing.T) string { return harness.StartTinyproxy(t, upUser, upPass).Addr }},
@@ -73,7 +73,7 @@ func parseHead(t *testing.T, raw []byte) (requestLine string, headers []string) 
 // names and Keep-Alive are gone.
 func TestConnectUpstreamReceivesExactHead(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	endToEnd := []string{
@@ -131,7 +131,7 @@ func TestConnectUpstreamReceivesExactHead(t *testing.T) {
 			if len(heads) != before+1 {
 				t.Fatalf("upstream received %d heads for one CONNECT", len(heads)-before)
 			}
-			reqLine, headers := parseHead(t, heads[len(heads)-1])
+			reqLine, headers := parseHead(t, heads[len(heads)-1].Head.Raw)
 			if want := "CONNECT " + echo.Addr + " HTTP/1.1"; reqLine != want {
 				t.Errorf("request line %q, want %q", reqLine, want)
 			}
@@ -173,9 +173,10 @@ func TestConnectUpstreamReceivesExactHead(t *testing.T) {
 func TestConnectResponseHeadersAndEarlyBytes(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	const early = "EARLY-BYTES-FROM-UPSTREAM\n"
-	up := harness.StartUpstream(t,
-		harness.WithConnectHeaders(harness.ExitIPHeader, "X-Vendor-Trace: trace-42"),
-		harness.WithEarlyBytes([]byte(early)))
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{
+		ConnectHeaders: []string{harness.ExitIPHeader, "X-Vendor-Trace: trace-42"},
+		EarlyBytes:     []byte(early),
+	})
 	p := harness.StartProxyto(t)
 
 	for _, sameWrite := range []bool{true, false} {
@@ -217,7 +218,7 @@ func TestConnectResponseHeadersAndEarlyBytes(t *testing.T) {
 // connection, proxyto tries the next and the tunnel works (docs/behaviour.md, "X-Proxy-To").
 func TestConnectFailover(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p := harness.StartProxyto(t)
 	refused := harness.ClosedAddr(t)
 

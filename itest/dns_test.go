@@ -102,7 +102,7 @@ func hostPort(name, addr string) string {
 
 func TestDNSCache(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	socks := harness.StartSocks5(t, false, "", "")
 	d := startDNS(t, map[string]dnsAnswer{
 		"up.test":     {ip: "127.0.0.1", ttl: 300},
@@ -205,7 +205,7 @@ func TestDNSCache(t *testing.T) {
 // no longer than --dns-negative-ttl. (Only lower bounds are waited for.)
 func TestDNSCacheExpiry(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	d := startDNS(t, map[string]dnsAnswer{"up.test": {ip: "127.0.0.1", ttl: 3600}})
 	p := harness.StartProxyto(t, "--dns-server", d.addr, "--dns-ttl-max", "1s", "--dns-negative-ttl", "1s")
 	for i := range 2 {

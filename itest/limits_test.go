@@ -14,7 +14,7 @@ import (
 // the whole process when accept runs out of descriptors, so proxyto must
 // never let it. Once tunnels close, new ones are admitted again.
 func TestDescriptorBudgetRefusesCleanly(t *testing.T) {
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	echo := harness.StartEchoOrigin(t)
 	p := harness.StartProxytoLimited(t, 128)
 	var open []*harness.Client

@@ -152,7 +152,7 @@ func findAccess(t *testing.T, p *harness.Proxyto, kind, errType string) map[stri
 
 func TestOpsMetricsMove(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p := harness.StartProxyto(t)
 
 	before := scrapeMetrics(t, p)
@@ -230,7 +230,7 @@ func TestOpsMetricsMove(t *testing.T) {
 
 func TestOpsAccessLine(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p := harness.StartProxyto(t)
 
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, creds+up.Addr)
@@ -283,9 +283,9 @@ func TestOpsAccessLine(t *testing.T) {
 // and checks stdout, stderr and /metrics.
 func TestOpsNoSecrets(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
-	denying := harness.StartUpstream(t, harness.WithMode(harness.Mode407))
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
+	denying := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Mode: harness.Wire407})
 	p := harness.StartProxyto(t, "--log-level", "debug")
 
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, creds+up.Addr)
@@ -357,7 +357,7 @@ func dialRefusedOr503(t *testing.T, p *harness.Proxyto, target, xProxyTo string)
 
 func TestOpsSIGTERMDrainsTunnel(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--drain-timeout", "60s")
 
 	if code, body, err := adminGet(t, p, "/ready"); err != nil || code != http.StatusOK {
@@ -400,7 +400,7 @@ func TestOpsSIGTERMDrainsTunnel(t *testing.T) {
 
 func TestOpsDrainTimeoutStillExits(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--drain-timeout", "1s")
 
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)

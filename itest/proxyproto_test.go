@@ -17,7 +17,7 @@ import (
 
 // ppGet sends header and a plain GET of origin's /small through up on c,
 // and returns the response.
-func ppGet(t *testing.T, c *harness.Client, header string, origin *harness.HTTPOrigin, up *harness.TestUpstream) *http.Response {
+func ppGet(t *testing.T, c *harness.Client, header string, origin *harness.WireOrigin, up *harness.WireUpstream) *http.Response {
 	t.Helper()
 	c.WriteString(header + "GET http://" + origin.Addr + "/small HTTP/1.1\r\nHost: " + origin.Addr + "\r\nX-Proxy-To: " + up.Addr + "\r\n\r\n")
 	resp := c.MustResponse(http.MethodGet)
@@ -46,8 +46,8 @@ func accessFrom(t *testing.T, p *harness.Proxyto, addr string) {
 }
 
 func TestProxyProtocolTrusted(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t)
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--proxy-protocol-from", "127.0.0.0/8,::1")
 	for _, tc := range []struct {
 		name, header, client string // client "": the peer's own address
@@ -122,8 +122,8 @@ func TestProxyProtocolUntrusted(t *testing.T) {
 // them is refused; with one request per second, each carried address has
 // its own bucket.
 func TestProxyProtocolLimits(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t)
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	dst := "10.0.0.1:8080"
 
 	t.Run("connections per IP", func(t *testing.T) {
@@ -164,8 +164,8 @@ func TestProxyProtocolLimits(t *testing.T) {
 // per-IP limit; a trusted peer without a header fails its handshake.
 func TestProxyProtocolTLS(t *testing.T) {
 	ca := harness.NewTestCA(t)
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t)
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, _ := tlsProxyto(t, ca, "--proxy-protocol-from", "127.0.0.0/8", "--max-conns-per-ip", "1")
 	dial := func(header string) *harness.Client {
 		raw, err := net.Dial("tcp", p.TLSAddr)

@@ -48,7 +48,7 @@ type rssWatch struct {
 // watchRSS warms proxyto up with one tunnel round trip (so lazily allocated
 // buffers and goroutines count in the baseline), records the baseline and
 // starts sampling.
-func watchRSS(t *testing.T, p *harness.Proxyto, up *harness.TestUpstream, echo *harness.RawOrigin) *rssWatch {
+func watchRSS(t *testing.T, p *harness.Proxyto, up *harness.WireUpstream, echo *harness.RawOrigin) *rssWatch {
 	t.Helper()
 	if os.Getenv("PROXYTO_ITEST_RACE") == "1" {
 		t.Skip("RSS bounds do not hold for a -race build of proxyto")
@@ -104,7 +104,7 @@ func upload(c *harness.Client, n int64) error {
 func TestRelayFastUploaderSlowSink(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	sink := harness.StartSinkOrigin(t, harness.SinkOptions{ReadSize: 256 << 10, Pause: 5 * time.Millisecond})
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 	w := watchRSS(t, p, up, echo)
 
@@ -127,7 +127,7 @@ func TestRelaySlowDownloaderFastSource(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
 	n := size(128 << 20)
 	src := harness.StartSourceOrigin(t, n)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 	w := watchRSS(t, p, up, echo)
 
@@ -159,7 +159,7 @@ func TestRelaySlowDownloaderFastSource(t *testing.T) {
 // that FIN.
 func TestRelayClientFINThenRead(t *testing.T) {
 	origin := harness.StartReplyAfterEOFOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	n := size(8 << 20)
@@ -184,7 +184,7 @@ func TestRelayClientFINThenRead(t *testing.T) {
 // reads the greeting and EOF, keeps sending, and the origin receives all of it.
 func TestRelayTargetFINFirst(t *testing.T) {
 	origin := harness.StartFINFirstOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	c, _ := harness.Tunnel(t, p.Addr, origin.Addr, creds+up.Addr)
@@ -212,7 +212,7 @@ func TestRelayConcurrentUploadersSlowSinks(t *testing.T) {
 	const tunnels = 10
 	echo := harness.StartEchoOrigin(t)
 	sink := harness.StartSinkOrigin(t, harness.SinkOptions{ReadSize: 128 << 10, Pause: 5 * time.Millisecond})
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 	w := watchRSS(t, p, up, echo)
 
@@ -253,7 +253,7 @@ func TestRelayConcurrentUploadersSlowSinks(t *testing.T) {
 // bound), not how fast.
 func TestTunnelIdleTimeout(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t, "--tunnel-idle-timeout", "1s")
 
 	c, _ := harness.Tunnel(t, p.Addr, echo.Addr, creds+up.Addr)
@@ -279,7 +279,7 @@ func TestTunnelIdleTimeout(t *testing.T) {
 func TestRelayGiBBothWaysBesideIdleTunnels(t *testing.T) {
 	const idle = 1000
 	n := size(1 << 30)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	echo := harness.StartEchoOrigin(t)
 	p := harness.StartProxyto(t)
 	w := watchRSS(t, p, up, echo)

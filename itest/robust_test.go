@@ -45,7 +45,7 @@ func wantRejectOrClose(t *testing.T, c *harness.Client, errType string, ok ...in
 // and proxyto keeps serving.
 func TestGarbageBytes(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	for _, tc := range []struct {
@@ -82,7 +82,7 @@ func TestGarbageBytes(t *testing.T) {
 // and new tunnels still work.
 func TestHalfHeadThenClientVanishes(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	open, _ := harness.Tunnel(t, p.Addr, echo.Addr, up.Addr)
@@ -114,7 +114,7 @@ func TestHalfHeadThenClientVanishes(t *testing.T) {
 // keeps serving.
 func TestHugeHeader(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p := harness.StartProxyto(t)
 
 	c := harness.Dial(t, p.Addr)

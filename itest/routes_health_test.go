@@ -80,7 +80,7 @@ func TestRoutesEjectRefused(t *testing.T) {
 // upstream: no failover), and is ejected after --eject-after of them.
 func TestRoutesEjectHangingHandshake(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	hang, b := exitUpstream(t, "hang", harness.WithMode(harness.ModeHang)), exitUpstream(t, "b")
+	hang, b := exitUpstream(t, "hang", harness.WireUpstreamOptions{Mode: harness.WireHang}), exitUpstream(t, "b")
 	path := writeRoutes(t, "", "routes:\n  ej: {strategy: failover, upstreams: "+upstreamsYAML(hang.Addr, b.Addr)+"}\n")
 	p := harness.StartProxyto(t, "--routes", path, "--eject-after", "2", "--eject-for", "1m", "--response-header-timeout", "300ms")
 	for range 2 {
@@ -185,7 +185,7 @@ func TestEjectXProxyToList(t *testing.T) {
 // client's target is down is not, however often a client asks.
 func TestEjectNot502ToConnect(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := exitUpstream(t, "u", harness.WithMode(harness.Mode5xx))
+	up := exitUpstream(t, "u", harness.WireUpstreamOptions{Mode: harness.Wire503})
 	path := writeRoutes(t, "", "routes:\n  r: {upstreams: "+upstreamsYAML(up.Addr)+"}\n")
 	p := harness.StartProxyto(t, "--routes", path, "--eject-after", "1", "--eject-for", "1m")
 	// Mode5xx answers 503: counts.

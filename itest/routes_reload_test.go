@@ -145,7 +145,7 @@ func TestRoutesReloadInFlight(t *testing.T) {
 // loads.
 func TestRoutesReloadMalformed(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	a := exitUpstream(t, "a", harness.WithAuth(upUser, upPass))
+	a := exitUpstream(t, "a", harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	entry := `"http://` + creds + a.Addr + `"`
 	path := writeRoutes(t, "", "routes:\n  r1: {upstreams: ["+entry+"]}\n")
 	p := harness.StartProxyto(t, "--routes", path)
@@ -179,7 +179,7 @@ func TestRoutesReloadMalformed(t *testing.T) {
 // fails to load keeps the credentials in force.
 func TestReloadHtpasswd(t *testing.T) {
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	dir := t.TempDir()
 	file := filepath.Join(dir, "htpasswd")
 	hash := func(pw string) string {

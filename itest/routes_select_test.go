@@ -25,7 +25,7 @@ const (
 
 func TestRoutesCredentials(t *testing.T) {
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	a, b := exitUpstream(t, "a"), exitUpstream(t, "b")
 	path := writeRoutes(t, "", "routes:\n  r1: {upstreams: "+upstreamsYAML(a.Addr)+"}\n  r2: {strategy: sticky, upstreams: "+upstreamsYAML(b.Addr)+"}\n")
 	p := harness.StartProxyto(t, "--routes", path, "--auth-users", aliceUser+":"+alicePass)
@@ -112,8 +112,9 @@ func TestRoutesCredentials(t *testing.T) {
 
 	// Neither the client's credentials nor its session key reach an
 	// upstream, the log or the metrics.
-	for _, u := range []*harness.TestUpstream{a, b} {
-		for _, h := range u.Heads() {
+	for _, u := range []*harness.WireUpstream{a, b} {
+		for _, uh := range u.Heads() {
+			h := uh.Head.Raw
 			if strings.Contains(string(h), aliceUser) || strings.Contains(string(h), harness.BasicAuth(aliceUser, alicePass)[6:12]) {
 				t.Errorf("an upstream received the client's credentials:\n%s", h)
 			}

@@ -24,11 +24,16 @@ import (
 // by the X-Exit-IP header of their CONNECT answer, which proxyto passes
 // back to the client.
 
-// exitUpstream starts a TestUpstream whose CONNECT answers carry
-// "X-Exit-IP: name".
-func exitUpstream(t *testing.T, name string, opts ...harness.UpstreamOption) *harness.TestUpstream {
+// exitUpstream starts an upstream whose CONNECT answers carry
+// "X-Exit-IP: name"; opt, if given, configures the rest.
+func exitUpstream(t *testing.T, name string, opt ...harness.WireUpstreamOptions) *harness.WireUpstream {
 	t.Helper()
-	return harness.StartUpstream(t, append([]harness.UpstreamOption{harness.WithConnectHeaders("X-Exit-IP: " + name)}, opts...)...)
+	var o harness.WireUpstreamOptions
+	if len(opt) > 0 {
+		o = opt[0]
+	}
+	o.ConnectHeaders = []string{"X-Exit-IP: " + name}
+	return harness.StartWireUpstream(t, o)
 }
 
 // writeRoutes writes a routes file (YAML) and returns its path.
@@ -144,8 +149,9 @@ func TestRoutesStrategies(t *testing.T) {
 		}
 	})
 	// X-Proxy-Session is proxyto's: it never reaches an upstream.
-	for _, u := range []*harness.TestUpstream{a, b, c} {
-		for _, h := range u.Heads() {
+	for _, u := range []*harness.WireUpstream{a, b, c} {
+		for _, uh := range u.Heads() {
+			h := uh.Head.Raw
 			if strings.Contains(strings.ToLower(string(h)), "x-proxy-session") || strings.Contains(string(h), "@st") {
 				t.Fatalf("an upstream received proxyto's own headers:\n%s", h)
 			}

@@ -43,8 +43,8 @@ func tlsTunnel(t *testing.T, p *harness.Proxyto, ca *harness.TestCA, target, xpt
 func TestTLSListenerCurl(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p, _ := tlsProxyto(t, ca)
 	proxy := []string{"-sS", "-x", "https://" + p.TLSAddr, "--proxy-cacert", ca.CAFile}
 
@@ -86,8 +86,8 @@ func TestTLSListenerCurl(t *testing.T) {
 func TestTLSListenerGoTransport(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
-	origin := harness.StartHTTPOrigin(t)
-	up := harness.StartUpstream(t, harness.WithAuth(upUser, upPass))
+	origin := harness.StartWireOrigin(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass})
 	p, _ := tlsProxyto(t, ca)
 
 	// Go's Transport verifies the proxy and the origin with one pool.
@@ -133,7 +133,7 @@ func TestTLSListenerGoTransport(t *testing.T) {
 func TestTLSListenerBadHandshakes(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, _ := tlsProxyto(t, ca, "--client-header-timeout", "2s")
 
 	stalled := harness.Dial(t, p.TLSAddr)
@@ -172,7 +172,7 @@ func TestTLSListenerBadHandshakes(t *testing.T) {
 func TestTLSListenerReload(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, dir := tlsProxyto(t, ca)
 	serial := func(st tls.ConnectionState) int64 { return st.PeerCertificates[0].SerialNumber.Int64() }
 
@@ -224,7 +224,7 @@ func TestTLSListenerReload(t *testing.T) {
 func TestTLSListenerDrain(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, _ := tlsProxyto(t, ca, "--drain-timeout", "60s")
 	c, _, _ := tlsTunnel(t, p, ca, echo.Addr, up.Addr)
 	c.EchoRoundTrip("before SIGTERM")
@@ -259,7 +259,7 @@ func TestTLSListenerDrain(t *testing.T) {
 func TestTLSListenerOnly(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, _ := tlsProxyto(t, ca, "--listen", "")
 	c, resp, _ := tlsTunnel(t, p, ca, echo.Addr, up.Addr)
 	if resp.StatusCode != 200 {
@@ -281,7 +281,7 @@ func TestTLSListenerOnly(t *testing.T) {
 func TestTLSListenerLimits(t *testing.T) {
 	ca := harness.NewTestCA(t)
 	echo := harness.StartEchoOrigin(t)
-	up := harness.StartUpstream(t)
+	up := harness.StartWireUpstream(t, harness.WireUpstreamOptions{})
 	p, _ := tlsProxyto(t, ca, "--max-conns-per-ip", "1")
 	c, resp, _ := tlsTunnel(t, p, ca, echo.Addr, up.Addr)
 	if resp.StatusCode != 200 {

@@ -11,8 +11,7 @@
 # cannot be set, so the containers.conf below pins both.
 #
 # Env: IMAGE (default localhost/proxyto:image-test), VERSION (git describe),
-#      KEEP_IMAGE=1 keeps the built image, IMAGE_TEST_STANDIN=1 builds
-#      scripts/tools/cmd/fakeproxyto instead of cmd/proxyto (to test this script).
+#      KEEP_IMAGE=1 keeps the built image.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/scripts/tools/lib.sh"
@@ -77,10 +76,6 @@ build_tools "$W/bin"
 
 phase "podman build"
 build_args=(--build-arg "VERSION=$VERSION")
-if [ "${IMAGE_TEST_STANDIN:-0}" = 1 ]; then
-  log "IMAGE_TEST_STANDIN=1: building the fakeproxyto stand-in, not cmd/proxyto"
-  build_args+=(--build-arg MODDIR=scripts/tools --build-arg PKG=./cmd/fakeproxyto)
-fi
 # --layers=false: no intermediate images pile up; the Go caches (cache mounts) keep rebuilds fast.
 podman build --pull=never --network host --layers=false --format docker "${build_args[@]}" -t "$IMAGE" "$REPO" >"$W/build.log" 2>&1 \
   || { touch "$W/build.failed"; die "podman build failed"; }

@@ -7,8 +7,7 @@
 # completes, and that the stopped replica drains and exits 0.
 # Installs nginx-full via apt-get if nginx or its stream module is missing.
 #
-# Env: PROXYTO_BIN (default: go build ./cmd/proxyto), NGINX_TEST_STANDIN=1 uses
-#      scripts/tools/cmd/fakeproxyto instead (to test this script), KEEP=1 keeps the temp dir,
+# Env: PROXYTO_BIN (default: go build ./cmd/proxyto), KEEP=1 keeps the temp dir,
 #      NGINX_PROXY_PROTOCOL=1 has NGINX send PROXY protocol headers to replicas that require them
 #      and run with --max-conns-per-ip 1: a phase then proves that they see each client's own
 #      address (127.0.0.2 and 127.0.0.3 through one NGINX) in per-IP limits and access logs,
@@ -50,9 +49,6 @@ phase "build"
 build_tools "$W/bin"
 if [ -n "${PROXYTO_BIN:-}" ]; then
   BIN=$PROXYTO_BIN
-elif [ "${NGINX_TEST_STANDIN:-0}" = 1 ]; then
-  log "NGINX_TEST_STANDIN=1: replicas are the fakeproxyto stand-in"
-  BIN=$W/bin/fakeproxyto
 else
   (cd "$REPO" && go build -o "$W/proxyto" ./cmd/proxyto) || die "go build ./cmd/proxyto failed"
   BIN=$W/proxyto
@@ -68,7 +64,6 @@ UP=$(kv "$W/up.addr" proxy) ORIGIN=$(kv "$W/up.addr" origin)
 # require them from loopback (deploy/nginx/nginx.conf.tmpl @@PROXY_PROTOCOL@@).
 PP=${NGINX_PROXY_PROTOCOL:-0} PP_ARGS=() PP_LINE=""
 if [ "$PP" = 1 ]; then
-  [ "${NGINX_TEST_STANDIN:-0}" = 1 ] && die "NGINX_PROXY_PROTOCOL=1 needs the real proxyto, not the stand-in"
   PP_ARGS=(--proxy-protocol-from 127.0.0.0/8 --max-conns-per-ip 1) PP_LINE="proxy_protocol on;"
 fi
 declare -A LISTEN=() ADMIN=()

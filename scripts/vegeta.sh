@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Load test with vegeta through proxyto (plain HTTP, X-Proxy-To on every request)
-# to a loopback upstream proxy and origin (scripts/tools/cmd/testupstream):
+# to a loopback upstream proxy and origin (scripts/testupstream):
 # writes results.bin, report.txt, report.json, hist.txt and plot.html (vegeta plot).
 #
 #   scripts/vegeta.sh                       builds and starts its own proxyto
 #   GATEWAY=127.0.0.1:8080 scripts/vegeta.sh   attacks a proxyto already running
 #
 # Env: RATE (1000/1s), DURATION (10s), CONNECTIONS (50), OUT (results/vegeta-DATE),
-#      MIN_SUCCESS (0.99: fail below), PROXYTO_BIN, VEGETA_STANDIN=1 (fakeproxyto).
+#      MIN_SUCCESS (0.99: fail below), PROXYTO_BIN.
 # vegeta is the Go tool of scripts/tools/go.mod (github.com/tsenart/vegeta/v12).
 # Go never proxies loopback names, hence origin.test, which the test upstream maps
 # to 127.0.0.1 (see ../shared/bench/README.md, "vegeta").
@@ -41,7 +41,6 @@ UP=$(kv "$W/up.addr" proxy) ORIGIN_PORT=$(kv "$W/up.addr" origin | sed 's/.*://'
 if [ -z "${GATEWAY:-}" ]; then
   phase "start proxyto"
   if [ -n "${PROXYTO_BIN:-}" ]; then BIN=$PROXYTO_BIN
-  elif [ "${VEGETA_STANDIN:-0}" = 1 ]; then BIN=$W/bin/fakeproxyto; log "VEGETA_STANDIN=1: attacking the fakeproxyto stand-in"
   else (cd "$REPO" && go build -o "$W/proxyto" ./cmd/proxyto) || die "go build ./cmd/proxyto failed"; BIN=$W/proxyto; fi
   for _ in 1 2 3; do
     mapfile -t ports < <("$W/bin/freeport" -n 2)

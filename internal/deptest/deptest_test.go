@@ -50,6 +50,8 @@ var (
 		"upstream's dialer is a user of this package (health reports, cached names), not a dependency of it"}
 	noTestServers = ban{module + "/itest/",
 		"the test servers (itest/harness) exist for tests and the soak; the shipped binary must not carry them, nor the testing package they import"}
+	noHarnessEngine = ban{module + "/engine",
+		"the engine's in-process tests import the harness; the harness importing the engine back would be a cycle"}
 	noScripts = ban{module + "/scripts/",
 		"scripts/ holds programs that test or measure proxyto (the soak); nothing shipped imports them"}
 )
@@ -76,6 +78,8 @@ var rules = map[string][]ban{
 	// Compression runs on event loops, over bytes the engine owns.
 	"compression": {noZap, noPrometheus, noNetHTTP, noObservability, noCmd, noGnet},
 	"cmd/proxyto": {noTestServers, noScripts},
+	// The engine's in-process tests start the harness's servers.
+	"itest/harness": {noHarnessEngine},
 }
 
 // gnetInternals are gnet's packages below its API; only internal/gnetx,

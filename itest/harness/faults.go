@@ -72,6 +72,7 @@ var wireModeNames = [...]string{
 	WireSlowHead:          "slow-head",
 	WireCutReset:          "reset-mid-body",
 	WireCutClose:          "close-mid-body",
+	Wire503:               "503",
 	WireTinyproxy:         "tinyproxy",
 }
 

@@ -99,15 +99,15 @@ func run() int {
 	}
 	to := defaultTimeouts
 
-	t := &soakTB{}
+	t := &harness.ProgramTB{Name: "soak"}
 	t.Cleanup(harness.RemoveBuild)
-	defer t.close()
+	defer t.Close()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sig
 		t.Logf("interrupted")
-		t.exit(130)
+		t.Exit(130)
 	}()
 
 	began := time.Now()

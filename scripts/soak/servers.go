@@ -147,7 +147,7 @@ func (s *servers) forget(targets []string) {
 
 // startServers starts the origins, the three fault-injecting upstreams and
 // proxyto (PROXYTO_BIN, or built from ./cmd/proxyto).
-func startServers(t *soakTB, to timeouts, logSample string) *servers {
+func startServers(t *harness.ProgramTB, to timeouts, logSample string) *servers {
 	s := &servers{seen: map[string][]time.Time{}, bodies: map[string]string{}}
 	s.origin = harness.StartWireOrigin(t)
 	s.origin.StopRecording()

@@ -58,8 +58,10 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# build_tools DIR: build scripts/tools commands (testupstream, freeport,
-# fakeproxyto) into DIR. REPO must be set.
+# build_tools DIR: build the scripts' helper commands into DIR: freeport
+# (scripts/tools) and testupstream (scripts/testupstream, the itest harness's
+# upstream proxy and origin as a process). REPO must be set.
 build_tools() {
-  (cd "$REPO/scripts/tools" && go build -o "$1/" ./cmd/...)
+  (cd "$REPO/scripts/tools" && go build -o "$1/" ./cmd/...) &&
+    (cd "$REPO" && go build -o "$1/" ./scripts/testupstream)
 }

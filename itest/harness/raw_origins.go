@@ -2,19 +2,11 @@ package harness
 
 import (
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"hash"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -78,83 +70,6 @@ func PatternSHA256(n int64) string {
 func SHA256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-// originMux serves:
-//
-//	/small      1 KiB (SmallBody), with Content-Length
-//	/bytes?n=N  N bytes of the pattern, with Content-Length
-//	/echo       the request as the origin saw it (httputil.DumpRequest, body included)
-func originMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.Itoa(len(SmallBody)))
-		w.Write(SmallBody)
-	})
-	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-		if err != nil || n < 0 {
-			http.Error(w, "bad n", http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-		io.Copy(w, PatternReader(n))
-	})
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
-		b, err := httputil.DumpRequest(r, true)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(b)
-	})
-	return mux
-}
-
-// HTTPOrigin is a plain HTTP origin on 127.0.0.1 (see originMux for paths).
-type HTTPOrigin struct {
-	*httptest.Server
-	// Addr is "127.0.0.1:P".
-	Addr string
-}
-
-// StartHTTPOrigin starts a plain HTTP origin, closed in t.Cleanup.
-func StartHTTPOrigin(t TB) *HTTPOrigin {
-	t.Helper()
-	s := httptest.NewServer(originMux())
-	t.Cleanup(s.Close)
-	return &HTTPOrigin{Server: s, Addr: s.Listener.Addr().String()}
-}
-
-// TLSOrigin is an HTTPS origin on 127.0.0.1 with a self-signed certificate
-// valid for 127.0.0.1 (see originMux for paths).
-type TLSOrigin struct {
-	*httptest.Server
-	// Addr is "127.0.0.1:P".
-	Addr string
-	// CAFile is a PEM file of the certificate, for curl --cacert.
-	CAFile string
-	// Pool trusts the certificate, for Go TLS clients.
-	Pool *x509.CertPool
-}
-
-// StartTLSOrigin starts an HTTPS origin, closed in t.Cleanup.
-func StartTLSOrigin(t TB) *TLSOrigin {
-	t.Helper()
-	s := httptest.NewUnstartedServer(originMux())
-	s.StartTLS()
-	t.Cleanup(s.Close)
-	cert := s.Certificate()
-	ca := filepath.Join(t.TempDir(), "origin-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
-		t.Fatalf("harness: writing CA file: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &TLSOrigin{Server: s, Addr: s.Listener.Addr().String(), CAFile: ca, Pool: pool}
 }
 
 // RawResult is what a raw origin observed on one connection.
@@ -246,6 +161,17 @@ func readAll(c net.Conn, chunk int, pause time.Duration) RawResult {
 }
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// StartTCPOrigin runs handle on each connection (closed when handle
+// returns): a raw target whose behaviour the test writes.
+func StartTCPOrigin(t TB, handle func(c *net.TCPConn)) *RawOrigin {
+	return startRaw(t, func(c *net.TCPConn, _ *RawOrigin) { handle(c) })
+}
+
+// StartSilentOrigin reads each connection to EOF and never writes.
+func StartSilentOrigin(t TB) *RawOrigin {
+	return startRaw(t, func(c *net.TCPConn, _ *RawOrigin) { _, _ = io.Copy(io.Discard, c) })
+}
 
 // StartEchoOrigin echoes every byte back; on the client's FIN it finishes
 // echoing and half-closes its side.

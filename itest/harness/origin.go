@@ -3,6 +3,8 @@ package harness
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -15,8 +17,8 @@ import (
 	"time"
 )
 
-// WireOrigin is a raw HTTP/1.1 origin server on 127.0.0.1 for the plain-HTTP
-// forwarding tests. It records every request head byte for byte with its body
+// WireOrigin is the HTTP/1.1 origin server of every test (plain, or over TLS
+// with StartTLSOrigin) on 127.0.0.1. It records every request head byte for byte with its body
 // (length, sha256, first BodyCap bytes, trailers), and answers from handlers
 // that write raw response bytes, so a test controls the exact response head
 // and framing. Keep-alive is honoured unless a handler says otherwise.
@@ -24,6 +26,9 @@ import (
 // Built-in paths (query parameters in brackets):
 //
 //	/bytes?n=N       200, Content-Length N, N bytes of the pattern
+//	/small           200, Content-Length, SmallBody
+//	/echo            200, the request head exactly as received followed by
+//	                 its decoded body
 //	/chunked?n=N     200, chunked, N bytes of the pattern in 16 KiB chunks,
 //	                 trailers "X-Checksum: <sha256>" and "X-Trailer-Two: 2"
 //	/close?n=N       200 with neither length nor chunking: N pattern bytes,
@@ -95,6 +100,34 @@ type OriginHandler func(x *OriginExchange) (keepAlive bool)
 // StartWireOrigin starts a WireOrigin, closed in t.Cleanup.
 func StartWireOrigin(t TB) *WireOrigin {
 	t.Helper()
+	return startWireOrigin(t, nil)
+}
+
+// TLSOrigin is a WireOrigin served over TLS with a certificate for
+// localhost, 127.0.0.1 and ::1 issued by a throw-away CA.
+type TLSOrigin struct {
+	*WireOrigin
+	// CAFile is a PEM file of the CA certificate, for curl --cacert.
+	CAFile string
+	// Pool trusts the CA, for Go TLS clients.
+	Pool *x509.CertPool
+
+	ca *TestCA
+}
+
+// StartTLSOrigin starts a WireOrigin over TLS, closed in t.Cleanup.
+func StartTLSOrigin(t TB) *TLSOrigin {
+	t.Helper()
+	ca := NewTestCA(t)
+	o := startWireOrigin(t, &tls.Config{Certificates: []tls.Certificate{ca.ServerCert}, MinVersion: tls.VersionTLS12})
+	return &TLSOrigin{WireOrigin: o, CAFile: ca.CAFile, Pool: ca.Pool, ca: ca}
+}
+
+// Certificate returns the certificate a client must trust: the CA's.
+func (o *TLSOrigin) Certificate() *x509.Certificate { return o.ca.cert }
+
+func startWireOrigin(t TB, tlsConf *tls.Config) *WireOrigin {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("harness: wire origin listen: %v", err)
@@ -106,6 +139,17 @@ func StartWireOrigin(t TB) *WireOrigin {
 		changed:  make(chan struct{}),
 	}
 	o.handlers["/bytes"] = originBytes
+	o.handlers["/small"] = func(x *OriginExchange) bool {
+		x.ReadBody()
+		x.WriteString(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n%s", len(SmallBody), SmallBody))
+		return true
+	}
+	o.handlers["/echo"] = func(x *OriginExchange) bool {
+		r := x.ReadBody()
+		body := string(x.Head.Raw) + string(r.Body)
+		x.WriteString(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+		return true
+	}
 	o.handlers["/chunked"] = originChunked
 	o.handlers["/close"] = originUntilClose
 	o.handlers["/early-hints"] = func(x *OriginExchange) bool {
@@ -123,6 +167,10 @@ func StartWireOrigin(t TB) *WireOrigin {
 	o.set.serve(ln, func(c net.Conn) {
 		n := int(o.accepted.Add(1))
 		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		if tlsConf != nil {
+			c = tls.Server(c, tlsConf)
+			defer c.Close()
+		}
 		o.handle(c, n)
 	})
 	t.Cleanup(o.Close)

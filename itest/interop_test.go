@@ -1,7 +1,7 @@
 package itest
 
 // Interop for plain-HTTP forwarding: curl and Go's net/http as clients,
-// through proxyto, to TestUpstream, Debian's squid and Debian's tinyproxy as
+// through proxyto, to WireUpstream, Debian's squid and Debian's tinyproxy as
 // upstreams with Basic auth.
 
 import (
@@ -23,7 +23,7 @@ var interopUpstreams = []struct {
 	start func(t *testing.T) string
 }{
 	{"TestUpstream", func(t *testing.T) string {
-		return harness.StartUpstream(t, harness.WithAuth(upUser, upPass)).Addr
+		return harness.StartWireUpstream(t, harness.WireUpstreamOptions{Auth: true, User: upUser, Pass: upPass}).Addr
 	}},
 	{"squid", func(t *testing.T) string { return harness.StartSquid(t, upUser, upPass).Addr }},
 	{"tinyproxy", func(t *testing.T) string { return harness.StartTinyproxy(t, upUser, upPass).Addr }},
@@ -32,7 +32,7 @@ var interopUpstreams = []struct {
 // TestHTTPInteropCurl: curl with -x proxyto and --proxy-header X-Proxy-To
 // fetches and posts plain http:// URLs through each upstream.
 func TestHTTPInteropCurl(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	p := harness.StartProxyto(t)
 	for _, tc := range interopUpstreams {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func checkEcho(t *testing.T, dump, requestLine, body string) {
 // request header (plain http) or ProxyConnectHeader (https, CONNECT): GETs on
 // kept-alive connections, a POST, and an https GET through each upstream.
 func TestHTTPInteropGoClient(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	tlsOrigin := harness.StartTLSOrigin(t)
 	p := harness.StartProxyto(t)
 	proxyURL := &url.URL{Scheme: "http", Host: p.Addr}
@@ -160,7 +160,7 @@ func TestHTTPInteropGoClient(t *testing.T) {
 // connections, back to back, through it: none may fail (a stale pooled
 // connection is noticed, or the request is sent again on a fresh one).
 func TestHTTPInteropTinyproxyMethodsInALoop(t *testing.T) {
-	origin := harness.StartHTTPOrigin(t)
+	origin := harness.StartWireOrigin(t)
 	p := harness.StartProxyto(t)
 	xpt := creds + harness.StartTinyproxy(t, upUser, upPass).Addr
 	proxyURL := &url.URL{Scheme: "http", Host: p.Addr}

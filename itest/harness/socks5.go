@@ -255,7 +255,7 @@ func (s *Socks5Server) handle(c net.Conn) {
 	if err := writeHead(c, rep, mode); err != nil {
 		return
 	}
-	wireRelay(cutter(c, c, mode), br, t, t)
+	Relay(cutter(c, c, mode), br, t, t)
 }
 
 // socksFailure is no WireMode: it answers the request with reply 1 (general
