@@ -150,6 +150,37 @@ func TestForwardSteadyStateAllocs(t *testing.T) {
 	}
 }
 
+// TestPartialHeadLeavesGnetEmpty: a head that arrives in parts is taken out
+// of gnet's buffer at each part (left there, it would sit in an inbound ring
+// buffer of gnet's, sized by what relays returned to gnet's pool: up to
+// 256 KiB per slow client), and the whole head is forwarded when its last
+// part comes, without allocating once the held buffers are pooled.
+func TestPartialHeadLeavesGnetEmpty(t *testing.T) {
+	cc, uc, cli, up := newForwardBench(t)
+	roundTrip(t, cc, uc, cli, up)
+	inParts := func(size int) {
+		last := len(benchReq) - 1 - (len(benchReq)-1)%size
+		for off := 0; off < last; off += size {
+			cli.feed(benchReq[off : off+size])
+			cc.traffic()
+			if !cli.drained() || cc.st != cReadingHead || cc.held == nil {
+				t.Fatalf("parts of %d, after %d bytes: %d left in gnet's buffer, state %v, held %v",
+					size, off+size, cli.InboundBuffered(), cc.st, cc.held != nil)
+			}
+		}
+		roundTripReq(t, cc, uc, cli, up, benchReq[last:])
+		if cc.held != nil {
+			t.Fatalf("parts of %d: the held head was not released", size)
+		}
+	}
+	for _, size := range []int{1, 2, 7, 100, len(benchReq) - 1} {
+		inParts(size)
+	}
+	if got := testing.AllocsPerRun(50, func() { inParts(16) }); got >= 1 {
+		t.Errorf("%v allocs per request in parts, want 0", got)
+	}
+}
+
 // TestCompressedSteadyStateAllocs holds a gzipped response (Compress on,
 // a text body of 1 KiB, a client accepting gzip) to zero allocations per
 // request once the encoder pool and output buffers are warm, and checks

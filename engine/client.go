@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/proxyto/proxyto/httpparse"
@@ -36,6 +37,12 @@ type clientConn struct {
 	// bounds depends on the state (and on the exchange's).
 	deadline  int64
 	headStart int64 // first byte of the current head (awaiting a PROXY header: non-zero once bytes came); 0 while idle
+
+	// held is the part of an unfinished head (request or PROXY header)
+	// already taken out of gnet, nil when none; heldN is how many bytes
+	// of the head being parsed held had before this round's (see gather).
+	held  *bytebufferpool.ByteBuffer
+	heldN int
 
 	x         exchange      // the running exchange, or nil
 	http      *httpExchange // kept across keep-alive requests
@@ -135,7 +142,7 @@ func (e *Engine) openClient(c gnet.Conn, ap netip.AddrPort, fromTLS bool) ([]byt
 // and the client behind it would not read one.
 func (cc *clientConn) readProxy() {
 	c := cc.end.Conn()
-	buf, _ := c.Peek(-1)
+	buf := cc.gather()
 	if len(buf) == 0 {
 		return
 	}
@@ -146,12 +153,13 @@ func (cc *clientConn) readProxy() {
 	case errors.Is(err, httpparse.ErrNeedMore):
 		// The parser refuses a header longer than MaxProxyHeaderLen before
 		// that many bytes are buffered.
+		cc.hold(buf)
 		return
 	case err != nil:
 		cc.refuseProxy(proxyFailureOf(err))
 		return
 	}
-	_, _ = c.Discard(n)
+	cc.consumeHead(n)
 	cc.addr = h.Client(cc.addr)
 	cc.ip = cc.addr.Addr()
 	e := cc.e
@@ -253,6 +261,7 @@ func (cc *clientConn) finish() {
 	}
 	cc.counted = false
 	cc.deadline = 0
+	cc.releaseHeld()
 	cc.ls.remove(cc)
 	cc.e.clients.Add(-1)
 	cc.e.fds.put(int(cc.fds))
@@ -284,8 +293,7 @@ func (cc *clientConn) expire(now int64) {
 
 // readHead parses the request head buffered on the client connection.
 func (cc *clientConn) readHead() {
-	c := cc.end.Conn()
-	buf, _ := c.Peek(-1)
+	buf := cc.gather()
 	if len(buf) == 0 {
 		return
 	}
@@ -303,7 +311,9 @@ func (cc *clientConn) readHead() {
 	if errors.Is(err, httpparse.ErrNeedMore) {
 		if len(buf) > cc.e.cfg.MaxHeaderBytes {
 			cc.fail(errHeadTooLarge)
+			return
 		}
+		cc.hold(buf)
 		return
 	}
 	if err != nil {
@@ -320,6 +330,57 @@ func (cc *clientConn) readHead() {
 	}
 	cc.begin(buf, n)
 }
+
+// gather returns the bytes of the head being read: what gnet buffered or
+// just read, behind the part of the head held from earlier rounds, if any.
+// The slice lives until the callback returns or consumeHead runs.
+func (cc *clientConn) gather() []byte {
+	buf, _ := cc.end.Conn().Peek(-1)
+	if cc.held == nil {
+		cc.heldN = 0
+		return buf
+	}
+	cc.heldN = cc.held.Len()
+	if len(buf) == 0 {
+		return nil // the held part was parsed already and found unfinished
+	}
+	cc.held.B = append(cc.held.B[:cc.heldN], buf...)
+	return cc.held.B
+}
+
+// hold takes an unfinished head out of gnet into a small buffer of the
+// connection's own. Bytes a callback leaves unread go to gnet's inbound ring
+// buffer, whose size its pool calibrates to what relays return to it: once
+// relays under backpressure filled them, 256 KiB a connection. Slow clients
+// dripping a head (slowloris) would each hold that much.
+func (cc *clientConn) hold(buf []byte) {
+	if cc.held == nil {
+		cc.held = heldHeads.Get()
+		cc.held.B = append(cc.held.B[:0], buf...)
+	}
+	_, _ = cc.end.Conn().Discard(len(buf) - cc.heldN)
+}
+
+// consumeHead consumes the first n bytes of the head gather returned:
+// what of them gnet still buffers, and the held part.
+func (cc *clientConn) consumeHead(n int) {
+	if c := cc.end.Conn(); c != nil {
+		_, _ = c.Discard(n - cc.heldN)
+	}
+	cc.releaseHeld()
+}
+
+// releaseHeld returns the held part of a head, if any.
+func (cc *clientConn) releaseHeld() {
+	if cc.held != nil {
+		heldHeads.Put(cc.held)
+		cc.held, cc.heldN = nil, 0
+	}
+}
+
+// heldHeads pools the buffers of unfinished heads; they are small (a head
+// a slow client sends in parts), so the pool's calibration keeps them so.
+var heldHeads bytebufferpool.Pool
 
 // errHeadTooLarge answers a request head over MaxHeaderBytes.
 var errHeadTooLarge = &proxystatus.Error{Type: proxystatus.HTTPRequestError, Status: 431, Detail: "request header section too large"}
@@ -429,6 +490,7 @@ func (cc *clientConn) linger() {
 	}
 	cc.deadline = time.Now().Add(time.Second).UnixNano()
 	_, _ = c.Discard(-1)
+	cc.releaseHeld()
 	if c.OutboundBuffered() == 0 && unix.Shutdown(c.Fd(), unix.SHUT_WR) == nil {
 		cc.end.Resume()
 		return

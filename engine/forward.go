@@ -141,7 +141,7 @@ func (x *httpExchange) start(buf []byte, n int, ups upstreams) {
 	x.e2e = r.AppendEndToEnd(x.e2e[:0], buf, x.upgrade, false)
 	x.fwd = upstream.Forward{Method: cc.rec.method, URL: x.url, Path: x.path, Minor: r.Minor,
 		AddHost: !r.HasHost, Authority: x.authority, E2E: x.e2e}
-	_, _ = cc.end.Conn().Discard(n)
+	cc.consumeHead(n)
 
 	// A client whose credentials still await Verify (bcrypt, off the loop)
 	// goes through the dial, which runs it: a pooled connection must not

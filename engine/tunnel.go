@@ -65,7 +65,7 @@ func (t *tunnelExchange) start(buf []byte, n int, ups upstreams) {
 	cc := t.cc
 	t.setup = &tunnelSetup{ups: ups}
 	t.setup.e2e = cc.ls.req.AppendEndToEnd(nil, buf, false, true)
-	_, _ = cc.end.Conn().Discard(n)
+	cc.consumeHead(n)
 	cc.end.Pause()
 	t.setState(tDialing)
 	cc.deadline = cc.ls.dial(t, &t.setup.ups, cc.rec.target)
