@@ -47,8 +47,10 @@ func startClosingUpstream(t *testing.T, closeAfter time.Duration) *closingUpstre
 			return
 		}
 		msg := fmt.Sprintf("%s %d %x", r.Method, len(body), sha256.Sum256(body))
-		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+		// Counted before the answer leaves: a client that read it may check
+		// the count at once.
 		u.answered.Add(1)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
 		time.Sleep(time.Duration(u.closeAfter.Load()))
 	})
 	return u
