@@ -1,6 +1,6 @@
 package itest
 
-// Several processes on one port (SPEC §10): with --reuse-port on each, two
+// Several processes on one port (docs/scaling.md, "--reuse-port"): with --reuse-port on each, two
 // proxytos share a listener and the kernel spreads connections over both;
 // without it on the newcomer, a port already in use refuses to start.
 
